@@ -1,0 +1,7 @@
+"""edgeq: a deployment compiler for integer-only inference on phones, NPUs and microcontrollers."""
+
+__version__ = "0.1.0"
+
+from edgeq.api import from_onnx, from_torch, inspect, load, optimize, run  # noqa: E402
+
+__all__ = ["__version__", "from_onnx", "from_torch", "inspect", "load", "optimize", "run"]

@@ -1,0 +1,47 @@
+"""Constant folding: a node whose inputs are all constants is evaluated once at compile time.
+
+For such a node ``y = op(c1, ..., cn)`` the reference kernel computes ``y`` and every output
+value becomes a constant in place (same name, same uses); the node is removed. Folding is exact:
+it is the same float computation the interpreter would run, done earlier.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeq.ir.graph import DType, Graph, Node, TensorType, Value
+from edgeq.passes import refuse
+from edgeq.runtime.kernels import KERNELS
+
+MAX_FOLD_ELEMENTS = 1 << 26  # do not materialize a constant above 64M elements
+
+
+def fold_node(graph: Graph, node: Node) -> list[Value] | None:
+    """Fold ``node`` if all its inputs are constant; return its (now constant) outputs."""
+    ins = [v for v in node.inputs if v is not None]
+    if not ins or any(not v.is_const for v in ins) or node.op not in KERNELS:
+        return None
+    if any(v.type.size > MAX_FOLD_ELEMENTS for v in node.outputs):
+        refuse("constant_folding", f"{node.op} '{node.name}': output of "
+               f"{node.outputs[0].type.size} elements is too large to store as a constant")
+        return None
+    arrays = [None if v is None else v.const for v in node.inputs]
+    while arrays and arrays[-1] is None:
+        arrays.pop()
+    outs = KERNELS[node.op](node.attrs, *arrays)
+    graph.remove_node(node)
+    for v, arr in zip(node.outputs, outs):
+        arr = np.ascontiguousarray(arr)
+        v.const = arr
+        v.producer = None
+        v.type = TensorType(DType.from_numpy(arr.dtype), tuple(arr.shape))
+        graph.values.setdefault(v.name, v)
+    return node.outputs
+
+
+def fold_constants(graph: Graph) -> bool:
+    changed = False
+    for node in list(graph.nodes):
+        if fold_node(graph, node) is not None:
+            changed = True
+    return changed
