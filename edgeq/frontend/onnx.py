@@ -373,8 +373,8 @@ def _clip(im, name, ins, attrs, outs):
     else:
         lo_a = im.const(ins[1] if len(ins) > 1 else None, "min", name, "Clip")
         hi_a = im.const(ins[2] if len(ins) > 2 else None, "max", name, "Clip")
-        lo = -np.inf if lo_a is None else float(lo_a)
-        hi = np.inf if hi_a is None else float(hi_a)
+        lo = -np.inf if lo_a is None else float(lo_a.reshape(-1)[0])
+        hi = np.inf if hi_a is None else float(hi_a.reshape(-1)[0])
     return im.emit("Clip", ins[:1], {"min": float(lo), "max": float(hi)}, name, outs[:1])
 
 
