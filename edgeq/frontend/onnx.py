@@ -106,9 +106,10 @@ class _Importer:
         node = self.g.add_node(op, inputs, [TensorType(DType.FLOAT32, ())] * len(out_names),
                                attrs, name=self.g.unique_name(name),
                                output_names=[f"{n}__tmp" for n in out_names])
-        for v, t in zip(node.outputs, infer_node(node)):
-            v.type = t
         folded = fold_node(self.g, node)
+        if folded is None:
+            for v, t in zip(node.outputs, infer_node(node)):
+                v.type = t
         outs = folded if folded is not None else node.outputs
         for v, want in zip(outs, out_names):
             self.g.rename(v, self.g.unique_name(want))
@@ -323,7 +324,8 @@ def _conv_transpose(im, name, ins, attrs, outs):
                 raise EdgeqError(f"ConvTranspose '{name}': output_shape {want} is larger than "
                                  f"the full output; output_padding is needed")
             small = total // 2
-            p[i], p[i + 2] = (small, total - small) if attrs.get("auto_pad") != "SAME_LOWER" \
+            # ONNX: SAME_UPPER puts the smaller half first; otherwise the larger half goes first
+            p[i], p[i + 2] = (small, total - small) if attrs.get("auto_pad") == "SAME_UPPER" \
                 else (total - small, small)
         a["pads"] = p
     return im.emit("ConvTranspose", ins[:3], a, name, outs[:1])

@@ -10,20 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from edgeq.ir.graph import DType, Graph, Node, TensorType, Value
-from edgeq.passes import refuse
 from edgeq.runtime.kernels import KERNELS
-
-MAX_FOLD_ELEMENTS = 1 << 26  # do not materialize a constant above 64M elements
 
 
 def fold_node(graph: Graph, node: Node) -> list[Value] | None:
     """Fold ``node`` if all its inputs are constant; return its (now constant) outputs."""
     ins = [v for v in node.inputs if v is not None]
     if not ins or any(not v.is_const for v in ins) or node.op not in KERNELS:
-        return None
-    if any(v.type.size > MAX_FOLD_ELEMENTS for v in node.outputs):
-        refuse("constant_folding", f"{node.op} '{node.name}': output of "
-               f"{node.outputs[0].type.size} elements is too large to store as a constant")
         return None
     arrays = [None if v is None else v.const for v in node.inputs]
     while arrays and arrays[-1] is None:

@@ -52,6 +52,14 @@ def _compare(node, ts):
     return [TensorType(DType.BOOL, broadcast(node, [t.shape for t in ts]))]
 
 
+@rule("Expand")
+def _expand(node, ts):
+    shape = node.inputs[1].const
+    if shape is None:
+        raise EdgeqError(f"Expand '{node.name}': the target shape must be constant")
+    return [TensorType(ts[0].dtype, broadcast(node, [ts[0].shape, tuple(int(d) for d in shape)]))]
+
+
 @rule("Where")
 def _where(node, ts):
     return [TensorType(ts[1].dtype, broadcast(node, [t.shape for t in ts]))]
