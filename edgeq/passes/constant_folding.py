@@ -10,13 +10,18 @@ from __future__ import annotations
 import numpy as np
 
 from edgeq.ir.graph import DType, Graph, Node, TensorType, Value
+from edgeq.passes import refuse
 from edgeq.runtime.kernels import KERNELS
 
 
 def fold_node(graph: Graph, node: Node) -> list[Value] | None:
     """Fold ``node`` if all its inputs are constant; return its (now constant) outputs."""
     ins = [v for v in node.inputs if v is not None]
-    if not ins or any(not v.is_const for v in ins) or node.op not in KERNELS:
+    if not ins or any(not v.is_const for v in ins):
+        return None
+    if node.op not in KERNELS:
+        refuse("constant_folding", f"{node.op} '{node.name}': all inputs are constant but the "
+               f"reference interpreter has no kernel for {node.op}; left in the graph")
         return None
     arrays = [None if v is None else v.const for v in node.inputs]
     while arrays and arrays[-1] is None:
