@@ -2,6 +2,7 @@
 
     graph NAME(%x: float32[1,3,8,8]) -> (%y: float32[1,10])
       %y = Conv(%x, %w, %b) {group=1, kernel_shape=[3,3], ...} : float32[1,4,8,8]
+      %z = Relu[relu_3](%y) : float32[1,4,8,8]      (node name shown when it differs)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def format_graph(graph: Graph) -> str:
         lhs = ", ".join(f"%{v.name}" for v in n.outputs)
         rhs = ", ".join(_ref(v) for v in n.inputs)
         types = ", ".join(str(v.type) for v in n.outputs)
-        lines.append(f"  {lhs} = {n.op}({rhs})" + (f" {{{attrs}}}" if attrs else "") +
+        label = n.op if n.name == n.outputs[0].name else f"{n.op}[{n.name}]"
+        lines.append(f"  {lhs} = {label}({rhs})" + (f" {{{attrs}}}" if attrs else "") +
                      f" : {types}")
     return "\n".join(lines) + "\n"
