@@ -82,14 +82,16 @@ class QParams:
 
 
 class Value:
-    __slots__ = ("name", "type", "producer", "uses", "const")
+    __slots__ = ("name", "type", "producer", "uses", "const", "qparams")
 
-    def __init__(self, name: str, type: TensorType, const: np.ndarray | None = None):
+    def __init__(self, name: str, type: TensorType, const: np.ndarray | None = None,
+                 qparams: "QParams | None" = None):
         self.name = name
         self.type = type
         self.producer: Node | None = None
         self.uses: list[tuple[Node, int]] = []
         self.const = const
+        self.qparams = qparams  # how an integer value maps to reals; None for float values
 
     @property
     def is_const(self) -> bool:
@@ -274,7 +276,8 @@ class Graph:
             if v is None:
                 return None
             if id(v) not in vmap:
-                nv = Value(v.name, v.type, None if v.const is None else v.const.copy())
+                nv = Value(v.name, v.type, None if v.const is None else v.const.copy(),
+                           v.qparams)
                 g.values[v.name] = nv
                 vmap[id(v)] = nv
             return vmap[id(v)]

@@ -234,6 +234,30 @@ def _resize(node, ts):
     return [TensorType(ts[0].dtype, tuple(node.attrs["sizes"]))]
 
 
+def _integer(base: str) -> Rule:
+    """An integer op has its float counterpart's shape and the dtype in its ``dtype`` attr."""
+    def r(node, ts):
+        return [TensorType(DType(node.attrs["dtype"]), t.shape) for t in RULES[base](node, ts)]
+    return r
+
+
+@rule("QGemm")
+def _qgemm(node, ts):
+    x, w = ts[0].shape, ts[1].shape
+    if x[-1] != w[1]:
+        raise EdgeqError(f"QGemm '{node.name}': input has {x[-1]} features, weight expects "
+                         f"{w[1]}")
+    return [TensorType(DType(node.attrs["dtype"]), x[:-1] + (w[0],))]
+
+
+for _q, _base in (("QConv", "Conv"), ("QConvTranspose", "ConvTranspose"),
+                  ("QMatMul", "MatMul"), ("QAdd", "Add"), ("QMul", "Mul"),
+                  ("Requantize", "Relu"), ("QLookup", "Relu"), ("QSoftmax", "Relu"),
+                  ("QLayerNorm", "Relu"), ("QAveragePool", "AveragePool"),
+                  ("QGlobalAveragePool", "GlobalAveragePool"), ("QReduceMean", "ReduceMean")):
+    RULES[_q] = _integer(_base)
+
+
 def infer_node(node: Node) -> list[TensorType]:
     if node.op not in RULES:
         raise EdgeqError(f"no shape rule for op {node.op} (node '{node.name}')")

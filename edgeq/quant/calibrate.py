@@ -1,0 +1,194 @@
+"""Calibration: stream samples through the float reference and collect one histogram per value.
+
+Data comes as a ``.npy`` array (samples on axis 0; memory-mapped, so it is never loaded whole), an
+``.npz`` (one array per model input, by name), or a folder of PNG/JPEG images (sorted by name,
+center-cropped to the input's aspect ratio, resized, raw 0-255 pixels: fold the input
+normalization into the model to use them). Every problem is reported as an ``EdgeqError`` that
+names the file, tensor or sample.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from edgeq.ir.graph import EdgeqError, Graph
+from edgeq.quant.observers import StreamingHistogram
+from edgeq.runtime.reference import run_graph
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+class CalibrationData:
+    """Samples for a graph's inputs: ``len()`` and iteration yield ``{input name: array}``."""
+
+    def __init__(self, graph: Graph, arrays: dict[str, np.ndarray] | None = None,
+                 images: Sequence[str] | None = None, limit: int | None = None,
+                 source: str = "calibration data"):
+        self.graph = graph
+        self.arrays = arrays
+        self.images = list(images) if images is not None else None
+        self.source = source
+        available = len(self.images) if self.images is not None else \
+            min(len(a) for a in arrays.values())  # type: ignore[union-attr]
+        if available == 0:
+            raise EdgeqError(f"{source}: contains no samples")
+        if limit is not None and limit > available:
+            raise EdgeqError(f"{source}: {limit} calibration samples requested but only "
+                             f"{available} available")
+        self.n = limit if limit is not None else available
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        for i in range(self.n):
+            yield self.sample(i)
+
+    def sample(self, i: int) -> dict[str, np.ndarray]:
+        if self.images is not None:
+            v = self.graph.inputs[0]
+            arr = _read_image(self.images[i], v.shape)
+            _check_finite(arr, f"{self.images[i]}")
+            return {v.name: arr}
+        out = {}
+        for v in self.graph.inputs:
+            a = np.asarray(self.arrays[v.name][i])  # type: ignore[index]
+            a = a.reshape(v.shape) if a.shape == v.shape[1:] and v.shape[0] == 1 else a
+            if a.shape != v.shape:
+                raise EdgeqError(f"{self.source}: sample {i} of input '{v.name}' has shape "
+                                 f"{list(a.shape)}, expected {list(v.shape)}")
+            a = a.astype(v.dtype.numpy)
+            _check_finite(a, f"{self.source}: sample {i} of input '{v.name}'")
+            out[v.name] = a
+        return out
+
+
+def _check_finite(a: np.ndarray, what: str) -> None:
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        raise EdgeqError(f"{what} contains NaN or Inf")
+
+
+def _check_array(a: np.ndarray, v, source: str) -> np.ndarray:
+    if a.dtype.kind not in "fiub":
+        raise EdgeqError(f"{source}: dtype {a.dtype} is not numeric (input '{v.name}' is "
+                         f"{v.dtype.value})")
+    if v.shape and v.shape[0] == 1 and a.shape[1:] == v.shape[1:]:
+        return a
+    if a.shape[1:] == v.shape:
+        return a
+    raise EdgeqError(f"{source}: array of shape {list(a.shape)} does not fit input '{v.name}' "
+                     f"{list(v.shape)}; expected (N, {', '.join(map(str, v.shape[1:]))})")
+
+
+def load_calibration(path: str, graph: Graph, limit: int | None = None) -> CalibrationData:
+    if not os.path.exists(path):
+        raise EdgeqError(f"{path}: no such file or folder")
+    if os.path.isdir(path):
+        files = sorted(os.path.join(path, f) for f in os.listdir(path)
+                       if f.lower().endswith(IMAGE_EXTS))
+        if not files:
+            raise EdgeqError(f"{path}: folder has no images ({', '.join(IMAGE_EXTS)})")
+        if len(graph.inputs) != 1 or len(graph.inputs[0].shape) != 4 or \
+                graph.inputs[0].shape[1] not in (1, 3):
+            raise EdgeqError(f"{path}: an image folder needs a model with one NCHW input of "
+                             f"1 or 3 channels; this model's inputs are "
+                             f"{[(v.name, list(v.shape)) for v in graph.inputs]}")
+        return CalibrationData(graph, images=files, limit=limit, source=path)
+    try:
+        loaded = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as e:
+        raise EdgeqError(f"{path}: not a readable .npy/.npz file ({e})") from None
+    if isinstance(loaded, np.ndarray):
+        if len(graph.inputs) != 1:
+            raise EdgeqError(f"{path}: the model has {len(graph.inputs)} inputs; give an .npz "
+                             f"with one array per input name")
+        arrays = {graph.inputs[0].name: _check_array(loaded, graph.inputs[0], path)}
+    else:
+        keys = list(loaded.keys())
+        if len(keys) == 1 and len(graph.inputs) == 1:
+            arrays = {graph.inputs[0].name: _check_array(loaded[keys[0]], graph.inputs[0], path)}
+        else:
+            missing = [v.name for v in graph.inputs if v.name not in keys]
+            if missing:
+                raise EdgeqError(f"{path}: no array for input(s) {missing} (has {keys})")
+            arrays = {v.name: _check_array(loaded[v.name], v, path) for v in graph.inputs}
+    if any(a.ndim == 0 for a in arrays.values()):
+        raise EdgeqError(f"{path}: expected samples on the first axis, got a scalar")
+    return CalibrationData(graph, arrays=arrays, limit=limit, source=path)
+
+
+def _read_image(path: str, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise EdgeqError("reading images needs Pillow (pip install 'edgeq[data]')") from None
+    _, c, h, w = shape
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB" if c == 3 else "L")
+            iw, ih = im.size
+            target = w / h
+            if iw / ih > target:  # too wide: crop width
+                nw = int(round(ih * target))
+                box = ((iw - nw) // 2, 0, (iw - nw) // 2 + nw, ih)
+            else:
+                nh = int(round(iw / target))
+                box = (0, (ih - nh) // 2, iw, (ih - nh) // 2 + nh)
+            im = im.crop(box).resize((w, h), Image.BILINEAR)
+            arr = np.asarray(im, np.float32)
+    except Exception as e:
+        raise EdgeqError(f"{path}: cannot read image ({e})") from None
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return arr[None].astype(np.float32)
+
+
+class Progress:
+    """A one-line progress bar on stderr, shown only on a terminal (or when forced)."""
+
+    def __init__(self, total: int, label: str, enabled: bool | None = None):
+        self.total, self.label = total, label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.t0 = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        frac = done / max(self.total, 1)
+        bar = "#" * int(30 * frac)
+        el = time.perf_counter() - self.t0
+        sys.stderr.write(f"\r{self.label} [{bar:<30}] {done}/{self.total} {el:.1f}s")
+        if done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def check_weights(graph: Graph) -> None:
+    for v in graph.consts():
+        if v.const.dtype.kind == "f" and not np.all(np.isfinite(v.const)):
+            raise EdgeqError(f"weight tensor '{v.name}' contains NaN or Inf")
+
+
+def calibrate(graph: Graph, data: CalibrationData, progress: bool | None = None
+              ) -> dict[str, StreamingHistogram]:
+    """One histogram per float value (graph inputs and node outputs), streamed sample by
+    sample: memory is bounded by the histograms and one sample's activations."""
+    check_weights(graph)
+    names = [v.name for v in graph.inputs] + [v.name for n in graph.nodes for v in n.outputs
+                                              if v.dtype.is_float]
+    hists = {name: StreamingHistogram() for name in names}
+    bar = Progress(len(data), "calibrating", progress)
+    for i, feeds in enumerate(data):
+        env = run_graph(graph, feeds, keep=True)
+        for name in names:
+            a = env[name]
+            if not np.all(np.isfinite(a)):
+                raise EdgeqError(f"calibration sample {i}: value '{name}' became NaN or Inf in "
+                                 f"the float model")
+            hists[name].update(a)
+        bar.update(i + 1)
+    return hists
