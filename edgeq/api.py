@@ -34,6 +34,9 @@ def load(model: str | os.PathLike | None = None, *, torch: str | None = None,
     """Load from an .onnx path, or from a ``package.module:factory`` torch spec."""
     if (model is None) == (torch is None):
         raise EdgeqError("give a MODEL path or --torch package.module:factory (exactly one)")
+    if torch is None and (str(model).endswith(".eqm") or (
+            os.path.isdir(str(model)) and os.path.exists(os.path.join(str(model), "model.eqm")))):
+        return load_model(model)  # type: ignore[arg-type]
     if torch is not None:
         from edgeq.frontend.torch import example_input, load_factory
 
@@ -63,9 +66,72 @@ def optimize(graph: Graph, mean: Sequence[float] | None = None,
     return g, result
 
 
-def run(graph: Graph, x: np.ndarray) -> list[np.ndarray]:
-    """Run the float reference interpreter over samples (first axis of ``x``)."""
-    return run_batch(graph, x)
+def run(graph: Graph, x: np.ndarray, raw: bool = False) -> list[np.ndarray]:
+    """Run over samples (first axis of ``x``): the float reference interpreter for a float
+    graph; for an integer graph, inputs are quantized with the model's input parameters, the
+    integer interpreter runs, and outputs are dequantized (integer outputs with ``raw``)."""
+    if not is_integer(graph):
+        if raw:
+            raise EdgeqError("--raw needs an integer (quantized) model")
+        return run_batch(graph, x)
+    from edgeq.quant.pipeline import run_integer
+
+    return run_batch(graph, x, runner=lambda g, feeds: run_integer(g, feeds, raw=raw))
+
+
+def is_integer(graph: Graph) -> bool:
+    return graph.metadata.get("quantized") == "int"
+
+
+def quantize(graph: Graph, calib: Any, *, observer: str = "mse", weight_bits: int = 8,
+             int16: Sequence[str] = (), rounding: str = "edgeq", equalize: bool = True,
+             bias_correction: bool = True, calib_samples: int | None = None,
+             eval_samples: int = 32, progress: bool | None = None):
+    """An optimized float graph + calibration data (a path to .npy/.npz/an image folder, an
+    array with samples on axis 0, or a CalibrationData) -> QuantResult(graph, float_graph,
+    report)."""
+    from edgeq.quant.calibrate import CalibrationData, load_calibration
+    from edgeq.quant.convert import QuantConfig
+    from edgeq.quant.observers import OBSERVERS
+    from edgeq.quant.pipeline import quantize as _quantize
+
+    if observer not in OBSERVERS:
+        raise EdgeqError(f"unknown observer {observer!r}; choose one of {', '.join(OBSERVERS)}")
+    if is_integer(graph):
+        raise EdgeqError("the model is already quantized")
+    if isinstance(calib, CalibrationData):
+        data = calib
+    elif isinstance(calib, (str, os.PathLike)):
+        data = load_calibration(os.fspath(calib), graph, calib_samples)
+    else:
+        if len(graph.inputs) != 1:
+            raise EdgeqError("pass calibration data for several inputs as a dict or .npz")
+        arrays = calib if isinstance(calib, dict) else {graph.inputs[0].name: np.asarray(calib)}
+        data = CalibrationData(graph, arrays=arrays, limit=calib_samples)
+    known = {v.name for n in graph.nodes for v in n.outputs} | {v.name for v in graph.inputs}
+    unknown = [n for n in int16 if n not in known]
+    if unknown:
+        raise EdgeqError(f"--int16 names unknown values {unknown}")
+    cfg = QuantConfig(observer=observer, weight_bits=weight_bits, int16=tuple(int16),
+                      rounding=rounding, bias_correction=bias_correction)
+    return _quantize(graph, data, cfg, equalize=equalize, eval_samples=eval_samples,
+                     progress=progress)
+
+
+def save(graph: Graph, path: str | os.PathLike) -> None:
+    from edgeq import serialize
+
+    serialize.save(graph, path)
+
+
+def load_model(path: str | os.PathLike) -> Graph:
+    """An edgeq model: a ``.eqm`` file, or a folder holding ``model.eqm``."""
+    from edgeq import serialize
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.eqm")
+    return serialize.load(path)
 
 
 def inspect(graph: Graph) -> dict[str, Any]:

@@ -49,11 +49,19 @@ def _load(args):
     from edgeq import api
 
     graph = api.load(args.model, torch=args.torch, input_shapes=_parse_shapes(args.input_shape))
+    if api.is_integer(graph):
+        if args.mean or args.std:
+            raise EdgeqError("--mean/--std apply to float models; this model is already "
+                             "quantized")
+        from edgeq.passes.pipeline import PipelineResult
+
+        return graph, PipelineResult(changed=False)
     return api.optimize(graph, mean=_floats(args.mean, "--mean"), std=_floats(args.std, "--std"))
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", nargs="?", help="an .onnx file")
+    p.add_argument("model", nargs="?", help="an .onnx file, or an edgeq model (.eqm or the "
+                   "folder `edgeq quantize` wrote)")
     p.add_argument("--torch", metavar="MODULE:FACTORY",
                    help="a PyTorch model: package.module:factory returning an nn.Module")
     p.add_argument("--input-shape", action="append", metavar="[NAME=]D0,D1,...",
@@ -114,10 +122,68 @@ def cmd_run(args) -> int:
 
     x = _read_npy(args.input)
     graph, _ = _load(args)
-    outs = api.run(graph, x)
+    outs = api.run(graph, x, raw=args.raw)
     write_atomic_npy(args.output, {v.name: o for v, o in zip(graph.outputs, outs)})
     print(f"ran {x.shape[0]} sample(s); wrote {args.output} "
           + ", ".join(f"{v.name}{list(o.shape)}" for v, o in zip(graph.outputs, outs)))
+    return 0
+
+
+class OutputDir:
+    """Build an output folder in a temporary sibling and move it into place only on success,
+    so a failure never leaves a half-written folder."""
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        parent = os.path.dirname(self.path)
+        if not os.path.isdir(parent):
+            raise EdgeqError(f"{path}: parent folder {parent} does not exist")
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise EdgeqError(f"{path}: exists and is not a folder")
+
+    def __enter__(self) -> str:
+        self.tmp = tempfile.mkdtemp(prefix=".edgeq-", dir=os.path.dirname(self.path))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result should not be
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        import shutil
+
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        if os.path.isdir(self.path):
+            for name in sorted(os.listdir(self.tmp)):
+                os.replace(os.path.join(self.tmp, name), os.path.join(self.path, name))
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.path)
+
+
+def cmd_quantize(args) -> int:
+    from edgeq import api
+    from edgeq.quant.pipeline import format_report
+
+    out = OutputDir(args.output)
+    graph, _ = _load(args)
+    res = api.quantize(graph, args.calib, observer=args.observer, weight_bits=args.weight_bits,
+                       int16=[n for n in (args.int16 or "").split(",") if n],
+                       rounding=args.rounding, equalize=not args.no_equalize,
+                       bias_correction=not args.no_bias_correction,
+                       calib_samples=args.calib_samples, eval_samples=args.eval_samples,
+                       progress=None)
+    with out as tmp:
+        api.save(res.graph, os.path.join(tmp, "model.eqm"))
+        report = dict(res.report)
+        if args.deterministic_report:
+            report.pop("quantization_time_s", None)
+        with open(os.path.join(tmp, "report.json"), "w") as f:
+            json.dump(report, f, indent=2, sort_keys=True)
+            f.write("\n")
+    print(format_report(res.report))
+    print(f"wrote {os.path.join(args.output, 'model.eqm')} and report.json")
     return 0
 
 
@@ -134,7 +200,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(pr)
     pr.add_argument("--input", required=True, help=".npy with samples on the first axis")
     pr.add_argument("--output", required=True, help=".npy (one output) or .npz (by name)")
+    pr.add_argument("--raw", action="store_true", help="integer models: write the integer "
+                    "outputs instead of dequantized floats")
     pr.set_defaults(fn=cmd_run)
+    pq = sub.add_parser("quantize", help="integer-only (dyadic) quantization with a report")
+    _add_model_args(pq)
+    pq.add_argument("--calib", required=True, help=".npy (samples on axis 0), .npz (one array "
+                    "per input) or a folder of PNG/JPEG images")
+    pq.add_argument("-o", "--output", required=True, help="output folder (model.eqm, "
+                    "report.json)")
+    pq.add_argument("--observer", default="mse", help="activation range: minmax, percentile, "
+                    "mse (default), entropy")
+    pq.add_argument("--weight-bits", type=int, default=8, choices=(4, 8))
+    pq.add_argument("--int16", metavar="VALUES", help="comma-separated value names to keep in "
+                    "int16 (see the report's layer names)")
+    pq.add_argument("--rounding", default="edgeq", choices=("edgeq", "tflite"),
+                    help="requantization rounding rule (docs/numerics.md)")
+    pq.add_argument("--calib-samples", type=int, help="use the first N samples (error if fewer)")
+    pq.add_argument("--eval-samples", type=int, default=32, help="samples for the SQNR report")
+    pq.add_argument("--no-equalize", action="store_true", help="skip cross-layer equalization")
+    pq.add_argument("--no-bias-correction", action="store_true")
+    pq.add_argument("--deterministic-report", action="store_true",
+                    help="leave timings out of report.json (byte-identical reruns)")
+    pq.set_defaults(fn=cmd_quantize)
     return p
 
 

@@ -107,6 +107,7 @@ class Converter:
         self.g.metadata = dict(fg.metadata)
         self.g.metadata["quantized"] = "int"
         self.g.metadata["rounding"] = cfg.rounding
+        self.g.metadata["weight_bits"] = str(cfg.weight_bits)
         self.map: dict[str, Value] = {}
         self.info = ConvertInfo()
 

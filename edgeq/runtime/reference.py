@@ -11,6 +11,7 @@ from typing import Mapping
 import numpy as np
 
 from edgeq.ir.graph import EdgeqError, Graph
+from edgeq.runtime import integer as _integer  # noqa: F401  (registers the integer kernels)
 from edgeq.runtime.kernels import KERNELS
 
 
@@ -71,13 +72,15 @@ def run_graph(graph: Graph, feeds: Mapping[str, np.ndarray], keep: bool = False
     return {v.name: env[v.name] for v in graph.outputs}
 
 
-def run_batch(graph: Graph, x: np.ndarray, input_name: str | None = None) -> list[np.ndarray]:
+def run_batch(graph: Graph, x: np.ndarray, input_name: str | None = None,
+              runner=None) -> list[np.ndarray]:
     """Run every sample of ``x`` (first axis = samples) through a single-input graph.
 
     ``x`` is either ``(N, *input_shape[1:])`` when the input's batch dimension is 1 (samples
     replace the batch axis; outputs are concatenated on axis 0), or ``(N, *input_shape)``
-    (outputs are stacked on a new axis 0).
+    (outputs are stacked on a new axis 0). ``runner(graph, feeds)`` defaults to ``run_graph``.
     """
+    runner = runner or run_graph
     if len(graph.inputs) != 1 and input_name is None:
         raise EdgeqError(f"the model has {len(graph.inputs)} inputs; run takes one input array")
     inp = graph.inputs[0] if input_name is None else next(v for v in graph.inputs
@@ -93,13 +96,13 @@ def run_batch(graph: Graph, x: np.ndarray, input_name: str | None = None) -> lis
                          f"{', '.join(map(str, shape[1:]))}) or (N, "
                          f"{', '.join(map(str, shape))}) for input '{inp.name}' "
                          f"{list(shape)}")
+    if x.shape[0] == 0:
+        raise EdgeqError("input array has no samples (first axis is 0)")
     per_out: list[list[np.ndarray]] = [[] for _ in graph.outputs]
     for i in range(x.shape[0]):
         sample = x[i:i + 1] if mode == "concat" else x[i]
-        res = run_graph(graph, {inp.name: sample})
+        res = runner(graph, {inp.name: sample})
         for k, v in enumerate(graph.outputs):
             per_out[k].append(res[v.name])
-    if x.shape[0] == 0:
-        raise EdgeqError("input array has no samples (first axis is 0)")
     join = np.concatenate if mode == "concat" else np.stack
     return [join(outs, axis=0) for outs in per_out]

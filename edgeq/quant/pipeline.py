@@ -1,0 +1,173 @@
+"""Quantization driver: equalize -> calibrate -> observe -> convert -> report.
+
+``quantize`` takes an optimized float graph and calibration data and returns the integer graph
+and a report: per-layer SQNR (float vs dequantized integer output, same inputs), output SQNR,
+top-1 agreement, weight bytes before/after, and what equalization and bias correction did.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+from edgeq.ir.graph import DType, EdgeqError, Graph, QParams
+from edgeq.quant.calibrate import CalibrationData, Progress, calibrate
+from edgeq.quant.convert import QuantConfig, convert
+from edgeq.quant.observers import observe
+from edgeq.runtime.reference import run_graph
+
+
+@dataclass
+class QuantResult:
+    graph: Graph
+    float_graph: Graph
+    report: dict[str, Any]
+
+
+def quantize_array(x: np.ndarray, qp: QParams, dtype: DType) -> np.ndarray:
+    info = np.iinfo(dtype.numpy)
+    lo = -info.max if dtype == DType.INT16 else info.min
+    q = np.round(np.asarray(x, np.float64) / qp.scale[0]) + qp.zero_point[0]
+    return np.clip(q, lo, info.max).astype(dtype.numpy)
+
+
+def dequantize_array(q: np.ndarray, qp: QParams) -> np.ndarray:
+    return ((q.astype(np.float64) - qp.zero_point[0]) * qp.scale[0]).astype(np.float32)
+
+
+def quantize_feeds(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {v.name: quantize_array(feeds[v.name], v.qparams, v.dtype) for v in graph.inputs}
+
+
+def run_integer(graph: Graph, feeds: dict[str, np.ndarray], raw: bool = False,
+                keep: bool = False) -> dict[str, np.ndarray]:
+    """Float inputs -> quantized with the model's input parameters -> integer interpreter ->
+    dequantized outputs (integer outputs with ``raw``)."""
+    env = run_graph(graph, quantize_feeds(graph, feeds), keep=keep)
+    if raw or keep:
+        return env
+    return {v.name: dequantize_array(env[v.name], v.qparams) for v in graph.outputs}
+
+
+def sqnr_db(signal_power: float, noise_power: float) -> float:
+    if noise_power <= 0:
+        return math.inf
+    if signal_power <= 0:
+        return -math.inf
+    return 10.0 * math.log10(signal_power / noise_power)
+
+
+def quantize(graph: Graph, data: CalibrationData, cfg: QuantConfig = QuantConfig(),
+             equalize: bool = True, eval_samples: int = 32, progress: bool | None = None
+             ) -> QuantResult:
+    """``graph`` must be an optimized float graph (``edgeq.optimize``)."""
+    from edgeq.passes.equalize import Equalize
+    from edgeq.passes.pipeline import run_passes
+
+    t0 = time.perf_counter()
+    fg = graph.copy()
+    eq = Equalize()
+    eq_notes: list[str] = []
+    if equalize:
+        eq_notes = run_passes(fg, [("equalize", eq)]).notes
+    hists = calibrate(fg, data, progress)
+    ranges = {k: observe(h, cfg.observer, cfg.percentile) for k, h in hists.items()}
+    means = {k: h.channel_mean for k, h in hists.items() if h.channel_mean is not None}
+    ig, info = convert(fg, ranges, cfg, means)
+    quant_s = time.perf_counter() - t0
+    report = build_report(fg, ig, (data.sample(i) for i in range(min(eval_samples, len(data)))),
+                          progress=progress)
+    report.update(
+        quantization_time_s=round(quant_s, 3),
+        calibration_samples=len(data),
+        config={"observer": cfg.observer, "weight_bits": cfg.weight_bits,
+                "int16_values": list(cfg.int16), "rounding": cfg.rounding,
+                "bias_correction": cfg.bias_correction, "equalization": equalize},
+        equalization={"pairs": [list(p) for p in eq.pairs], "notes": eq_notes},
+        bias_correction={"layers": info.bias_corrected},
+        weight_bytes=weight_bytes(graph, ig),
+    )
+    return QuantResult(ig, fg, report)
+
+
+def weight_bytes(fg: Graph, ig: Graph) -> dict[str, int]:
+    before = sum(v.type.nbytes for v in fg.consts() if v.dtype.is_float)
+    after = 0
+    four_bit = ig.metadata.get("weight_bits") == "4"
+    for v in ig.consts():
+        if four_bit and v.dtype == DType.INT8 and v.qparams is not None and \
+                v.qparams.axis is not None:
+            after += (v.type.size + 1) // 2  # two 4-bit weights a byte
+        else:
+            after += v.type.nbytes
+    return {"float": int(before), "integer": int(after)}
+
+
+def build_report(fg: Graph, ig: Graph, samples: Iterable[dict[str, np.ndarray]],
+                 progress: bool | None = None) -> dict[str, Any]:
+    """SQNR of every integer value that has a float twin (same name), summed over samples."""
+    names = [n.outputs[0].name for n in fg.nodes if n.outputs[0].name in ig.values]
+    sig = dict.fromkeys(names, 0.0)
+    noise = dict.fromkeys(names, 0.0)
+    out_names = [v.name for v in fg.outputs]
+    agree = total = 0
+    samples = list(samples)
+    if not samples:
+        raise EdgeqError("no samples to evaluate the quantized model on")
+    bar = Progress(len(samples), "evaluating", progress)
+    for i, feeds in enumerate(samples):
+        fenv = run_graph(fg, feeds, keep=True)
+        ienv = run_integer(ig, feeds, keep=True)
+        for name in names:
+            f = fenv[name].astype(np.float64)
+            q = dequantize_array(ienv[name], ig.values[name].qparams).astype(np.float64)
+            sig[name] += float((f * f).sum())
+            noise[name] += float(((f - q) ** 2).sum())
+        o = out_names[0]
+        f = fenv[o]
+        q = ienv[o]
+        if f.ndim >= 2 and f.shape[-1] > 1:
+            agree += int((f.reshape(-1, f.shape[-1]).argmax(-1) ==
+                          q.reshape(-1, q.shape[-1]).argmax(-1)).sum())
+            total += f.reshape(-1, f.shape[-1]).shape[0]
+        bar.update(i + 1)
+    ops = {n.outputs[0].name: n for n in ig.nodes}
+    layers = [{"name": name, "op": ops[name].op if name in ops else "?",
+               "dtype": ig.values[name].dtype.value,
+               "sqnr_db": round(sqnr_db(sig[name], noise[name]), 2)} for name in names]
+    return {
+        "model": fg.name,
+        "layers": layers,
+        "output_sqnr_db": {o: round(sqnr_db(sig[o], noise[o]), 2) for o in out_names
+                           if o in sig},
+        "top1_agreement": None if total == 0 else round(agree / total, 4),
+        "eval_samples": len(samples),
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    from edgeq.api import format_table
+
+    rows = [[r["name"], r["op"], r["dtype"], r["sqnr_db"]] for r in report["layers"]]
+    out = [format_table(rows, ["layer", "integer op", "dtype", "SQNR dB"])]
+    out.append("output SQNR: " + ", ".join(f"{k} {v} dB" for k, v in
+                                           report["output_sqnr_db"].items()))
+    if report.get("top1_agreement") is not None:
+        out.append(f"top-1 agreement with float: {report['top1_agreement']:.2%} over "
+                   f"{report['eval_samples']} samples")
+    if "weight_bytes" in report:
+        wb = report["weight_bytes"]
+        out.append(f"weights: {wb['float']:,} bytes float -> {wb['integer']:,} bytes integer")
+    if report.get("equalization", {}).get("pairs"):
+        out.append(f"cross-layer equalization: {len(report['equalization']['pairs'])} layer "
+                   f"pairs")
+    if report.get("bias_correction", {}).get("layers"):
+        out.append(f"bias correction: {len(report['bias_correction']['layers'])} layers")
+    if "quantization_time_s" in report:
+        out.append(f"quantized in {report['quantization_time_s']:.2f} s from "
+                   f"{report['calibration_samples']} calibration samples")
+    return "\n".join(out)
