@@ -83,13 +83,16 @@ def is_integer(graph: Graph) -> bool:
     return graph.metadata.get("quantized") == "int"
 
 
-def quantize(graph: Graph, calib: Any, *, observer: str = "mse", weight_bits: int = 8,
-             int16: Sequence[str] = (), rounding: str = "edgeq", equalize: bool = True,
+def quantize(graph: Graph, calib: Any, *, observer: str = "minmax", weight_bits: int = 8,
+             int16: Sequence[str] | str = (), rounding: str = "edgeq", equalize: bool = True,
              bias_correction: bool = True, calib_samples: int | None = None,
-             eval_samples: int = 32, progress: bool | None = None):
+             eval_samples: int = 32, progress: bool | None = None,
+             target_sqnr_db: float = 40.0, max_int16: int = 8,
+             weight_rounding: str = "gptq"):
     """An optimized float graph + calibration data (a path to .npy/.npz/an image folder, an
     array with samples on axis 0, or a CalibrationData) -> QuantResult(graph, float_graph,
-    report)."""
+    report). ``int16`` names values to keep in int16, or is ``"auto"``: the fewest values
+    (at most ``max_int16``) that bring the output SQNR to ``target_sqnr_db``."""
     from edgeq.quant.calibrate import CalibrationData, load_calibration
     from edgeq.quant.convert import QuantConfig
     from edgeq.quant.observers import OBSERVERS
@@ -108,14 +111,18 @@ def quantize(graph: Graph, calib: Any, *, observer: str = "mse", weight_bits: in
             raise EdgeqError("pass calibration data for several inputs as a dict or .npz")
         arrays = calib if isinstance(calib, dict) else {graph.inputs[0].name: np.asarray(calib)}
         data = CalibrationData(graph, arrays=arrays, limit=calib_samples)
+    auto = int16 == "auto"
+    int16 = () if auto else tuple(int16)
     known = {v.name for n in graph.nodes for v in n.outputs} | {v.name for v in graph.inputs}
     unknown = [n for n in int16 if n not in known]
     if unknown:
         raise EdgeqError(f"--int16 names unknown values {unknown}")
     cfg = QuantConfig(observer=observer, weight_bits=weight_bits, int16=tuple(int16),
-                      rounding=rounding, bias_correction=bias_correction)
+                      rounding=rounding, bias_correction=bias_correction,
+                      weight_rounding=weight_rounding)
     return _quantize(graph, data, cfg, equalize=equalize, eval_samples=eval_samples,
-                     progress=progress)
+                     progress=progress, int16_auto=auto, target_sqnr_db=target_sqnr_db,
+                     max_int16=max_int16)
 
 
 def save(graph: Graph, path: str | os.PathLike) -> None:

@@ -169,7 +169,10 @@ def cmd_quantize(args) -> int:
     out = OutputDir(args.output)
     graph, _ = _load(args)
     res = api.quantize(graph, args.calib, observer=args.observer, weight_bits=args.weight_bits,
-                       int16=[n for n in (args.int16 or "").split(",") if n],
+                       int16="auto" if args.int16 == "auto" else
+                       [n for n in (args.int16 or "").split(",") if n],
+                       target_sqnr_db=args.target_sqnr, max_int16=args.max_int16,
+                       weight_rounding=args.weight_rounding,
                        rounding=args.rounding, equalize=not args.no_equalize,
                        bias_correction=not args.no_bias_correction,
                        calib_samples=args.calib_samples, eval_samples=args.eval_samples,
@@ -209,13 +212,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "per input) or a folder of PNG/JPEG images")
     pq.add_argument("-o", "--output", required=True, help="output folder (model.eqm, "
                     "report.json)")
-    pq.add_argument("--observer", default="mse", help="activation range: minmax, percentile, "
-                    "mse (default), entropy")
+    pq.add_argument("--observer", default="minmax", help="activation range: minmax "
+                    "(default), percentile, mse, entropy")
     pq.add_argument("--weight-bits", type=int, default=8, choices=(4, 8))
-    pq.add_argument("--int16", metavar="VALUES", help="comma-separated value names to keep in "
-                    "int16 (see the report's layer names)")
+    pq.add_argument("--int16", metavar="VALUES|auto", help="comma-separated value names to "
+                    "keep in int16 (see the report's layer names), or 'auto': the fewest that "
+                    "reach --target-sqnr")
+    pq.add_argument("--target-sqnr", type=float, default=40.0, help="dB, for --int16 auto")
+    pq.add_argument("--max-int16", type=int, default=8, help="at most this many int16 values "
+                    "with --int16 auto")
     pq.add_argument("--rounding", default="edgeq", choices=("edgeq", "tflite"),
                     help="requantization rounding rule (docs/numerics.md)")
+    pq.add_argument("--weight-rounding", default="gptq", choices=("gptq", "nearest"),
+                    help="gptq (default): error-compensated rounding using calibration data; "
+                    "nearest: plain rounding")
     pq.add_argument("--calib-samples", type=int, help="use the first N samples (error if fewer)")
     pq.add_argument("--eval-samples", type=int, default=32, help="samples for the SQNR report")
     pq.add_argument("--no-equalize", action="store_true", help="skip cross-layer equalization")

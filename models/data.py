@@ -42,6 +42,30 @@ def photo_crops(n: int, size: int, seed: int = 0) -> np.ndarray:
     return out
 
 
+def photo_position_task(n: int, size: int, rng: np.random.Generator
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """A real 10-class vision task on the sample photos: a random crop (1/4 to 1/2 of the short
+    side) resized to ``size``; label = photo index * 5 + which fifth of the photo's width the
+    crop's center lies in. Raw RGB float32 NCHW and int64 labels."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    x = np.empty((n, 3, size, size), np.float32)
+    y = np.empty(n, np.int64)
+    for i in range(n):
+        p = int(rng.integers(0, len(photos)))
+        img = photos[p]
+        h, w = img.shape[:2]
+        side = int(rng.integers(min(h, w) // 4, min(h, w) // 2 + 1))
+        top = int(rng.integers(0, h - side + 1))
+        left = int(rng.integers(0, w - side + 1))
+        y[i] = p * 5 + min(int((left + side / 2) / w * 5), 4)
+        crop = Image.fromarray(img[top:top + side, left:left + side])
+        x[i] = np.asarray(crop.resize((size, size), Image.BILINEAR), np.float32).transpose(2, 0, 1)
+    return x, y
+
+
 def normalize(x: np.ndarray, mean, std) -> np.ndarray:
     m = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
     s = np.asarray(std, np.float32).reshape(1, -1, 1, 1)

@@ -173,10 +173,14 @@ def check_weights(graph: Graph) -> None:
             raise EdgeqError(f"weight tensor '{v.name}' contains NaN or Inf")
 
 
-def calibrate(graph: Graph, data: CalibrationData, progress: bool | None = None
-              ) -> dict[str, StreamingHistogram]:
+def calibrate(graph: Graph, data: CalibrationData, progress: bool | None = None,
+              moments: dict[str, np.ndarray] | None = None) -> dict[str, StreamingHistogram]:
     """One histogram per float value (graph inputs and node outputs), streamed sample by
-    sample: memory is bounded by the histograms and one sample's activations."""
+    sample: memory is bounded by the histograms and one sample's activations. With a
+    ``moments`` dict, also accumulates each weighted layer's input second moment ``E[x x^T]``
+    (for error-compensated weight rounding), keyed by node name."""
+    from edgeq.quant.gptq import second_moment
+
     check_weights(graph)
     names = [v.name for v in graph.inputs] + [v.name for n in graph.nodes for v in n.outputs
                                               if v.dtype.is_float]
@@ -190,5 +194,11 @@ def calibrate(graph: Graph, data: CalibrationData, progress: bool | None = None
                 raise EdgeqError(f"calibration sample {i}: value '{name}' became NaN or Inf in "
                                  f"the float model")
             hists[name].update(a)
+        if moments is not None:
+            for node in graph.nodes:
+                if node.op in ("Conv", "Gemm", "MatMul"):
+                    h = second_moment(node, env[node.inputs[0].name])
+                    if h is not None:
+                        moments[node.name] = moments.get(node.name, 0) + h
         bar.update(i + 1)
     return hists

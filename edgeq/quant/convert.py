@@ -27,16 +27,20 @@ INT_RANGE = {DType.INT8: (-128, 127), DType.INT16: (-32767, 32767)}
 
 @dataclass(frozen=True)
 class QuantConfig:
-    observer: str = "mse"
+    observer: str = "minmax"
     percentile: float = 99.99
     weight_bits: int = 8
     int16: tuple[str, ...] = ()  # float value names whose integer form is int16
     rounding: str = "edgeq"
     bias_correction: bool = True
+    weight_rounding: str = "gptq"  # or "nearest"
 
     def __post_init__(self):
         if self.weight_bits not in (4, 8):
             raise EdgeqError(f"weight bits must be 4 or 8, got {self.weight_bits}")
+        if self.weight_rounding not in ("gptq", "nearest"):
+            raise EdgeqError(f"weight rounding must be 'gptq' or 'nearest', got "
+                             f"{self.weight_rounding!r}")
         if self.rounding not in ROUNDING_RULES:
             raise EdgeqError(f"rounding rule must be one of {ROUNDING_RULES}")
 
@@ -44,6 +48,7 @@ class QuantConfig:
 @dataclass
 class ConvertInfo:
     bias_corrected: list[str] = field(default_factory=list)
+    gptq: list[str] = field(default_factory=list)
     int16_values: list[str] = field(default_factory=list)
 
 
@@ -100,9 +105,11 @@ def lowering(*ops: str):
 
 class Converter:
     def __init__(self, fg: Graph, ranges: dict[str, tuple[float, float]], cfg: QuantConfig,
-                 channel_means: dict[str, np.ndarray] | None = None):
+                 channel_means: dict[str, np.ndarray] | None = None,
+                 moments: dict[str, np.ndarray] | None = None):
         self.fg, self.ranges, self.cfg = fg, ranges, cfg
         self.channel_means = channel_means or {}
+        self.moments = moments or {}
         self.g = Graph(fg.name)
         self.g.metadata = dict(fg.metadata)
         self.g.metadata["quantized"] = "int"
@@ -252,6 +259,8 @@ def _conv_like(cv: Converter, node: Node, op: str, w_axis_fn) -> None:
     s_x = x.qparams.scale[0]
     w = node.inputs[1].const
     wq, s_w = w_axis_fn(w)
+    if cv.cfg.weight_rounding == "gptq" and node.name in cv.moments and op in ("QConv", "QGemm"):
+        wq = _gptq_weights(cv, node, w, wq, s_w)
     cout = len(s_w)
     b = node.const_input(2)
     b = np.zeros(cout) if b is None else np.broadcast_to(b.astype(np.float64), (cout,)).copy()
@@ -269,6 +278,24 @@ def _conv_like(cv: Converter, node: Node, op: str, w_axis_fn) -> None:
     wv.qparams = QParams(tuple(float(s) for s in s_w), (0,) * cout, axis=0)
     bv = cv.g.add_const(f"{node.name}/bias_q", bq)
     cv.emit(op, node, [x, wv, bv], attrs, out, qp, dtype)
+
+
+def _gptq_weights(cv: Converter, node: Node, w, wq, s_w) -> np.ndarray:
+    from edgeq.quant.gptq import gptq_round
+
+    h = cv.moments[node.name]
+    g = h.shape[0]
+    mg = w.shape[0] // g
+    qmax = 127 if cv.cfg.weight_bits == 8 else 7
+    out = wq.copy()
+    for gi in range(g):
+        rows = slice(gi * mg, (gi + 1) * mg)
+        q = gptq_round(w[rows].reshape(mg, -1), s_w[rows], h[gi], qmax)
+        if q is None:  # H not positive definite: keep nearest rounding for this layer
+            return wq
+        out[rows] = q.reshape(out[rows].shape)
+    cv.info.gptq.append(node.name)
+    return out.astype(np.int8)
 
 
 def _bias_correction(cv: Converter, node: Node, w, wq, s_w, b) -> np.ndarray:
@@ -574,8 +601,9 @@ def _layer_norm(cv: Converter, node: Node) -> None:
 
 
 def convert(fg: Graph, ranges: dict[str, tuple[float, float]], cfg: QuantConfig,
-            channel_means: dict[str, np.ndarray] | None = None) -> tuple[Graph, ConvertInfo]:
-    cv = Converter(fg, ranges, cfg, channel_means)
+            channel_means: dict[str, np.ndarray] | None = None,
+            moments: dict[str, np.ndarray] | None = None) -> tuple[Graph, ConvertInfo]:
+    cv = Converter(fg, ranges, cfg, channel_means, moments)
     g = cv.run()
     cv.info.int16_values = [v for v in cfg.int16 if v in cv.map]
     return g, cv.info

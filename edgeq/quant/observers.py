@@ -92,6 +92,8 @@ def _qdq_error(centers, counts, lo, hi, levels=256) -> float:
 
 def observe(h: StreamingHistogram, method: str = "mse", percentile: float = 99.99,
             levels: int = 256) -> tuple[float, float]:
+    if method not in OBSERVERS:
+        raise ValueError(f"unknown observer {method!r}; expected one of {OBSERVERS}")
     if h.count == 0:
         raise ValueError("no data observed")
     if method == "minmax" or h.max == h.min:

@@ -61,10 +61,69 @@ def sqnr_db(signal_power: float, noise_power: float) -> float:
     return 10.0 * math.log10(signal_power / noise_power)
 
 
+# ops whose integer form takes int16 inputs (lookup tables, softmax and layer norm need int8)
+INT16_READERS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "MaxPool",
+                 "Reshape", "Transpose", "Slice", "Split", "Concat", "Pad", "GlobalAveragePool",
+                 "AveragePool", "ReduceMean", "Resize", "Gather"}
+PASS_THROUGH = {"MaxPool", "Reshape", "Transpose", "Slice", "Split", "Pad", "Resize", "Gather"}
+
+
+def int16_candidates(fg: Graph) -> list[str]:
+    """Values that may be int16: every reader (through data-movement ops) accepts int16."""
+    def ok(v) -> bool:
+        for u in v.users():
+            if u.op not in INT16_READERS:
+                return False
+            if u.op in PASS_THROUGH and u.inputs[0] is v and not all(ok(o) for o in u.outputs):
+                return False
+        return True
+
+    vals = list(fg.inputs) + [n.outputs[0] for n in fg.nodes
+                              if n.op not in PASS_THROUGH and n.op != "Softmax"]
+    return [v.name for v in vals if ok(v)]
+
+
+def choose_int16(fg: Graph, convert_with, samples: list[dict[str, np.ndarray]],
+                 target_db: float, max_values: int) -> tuple[list[str], list[dict[str, Any]]]:
+    """Greedy mixed precision: rank each candidate by the output SQNR it gains alone as int16,
+    then promote in that order until the output SQNR reaches ``target_db``."""
+    refs = [run_graph(fg, f) for f in samples]
+    out = fg.outputs[0].name
+
+    def score(int16: tuple[str, ...]) -> float:
+        ig, _ = convert_with(int16)
+        sig = noise = 0.0
+        for feeds, ref in zip(samples, refs):
+            y = run_integer(ig, feeds)[out].astype(np.float64)
+            sig += float((ref[out].astype(np.float64) ** 2).sum())
+            noise += float(((ref[out] - y) ** 2).sum())
+        return sqnr_db(sig, noise)
+
+    base = score(())
+    steps = [{"int16": [], "output_sqnr_db": round(base, 2)}]
+    if base >= target_db:
+        return [], steps
+    gains = sorted(((score((c,)) - base, c) for c in int16_candidates(fg)), reverse=True)
+    chosen: list[str] = []
+    for gain, c in gains[:max_values]:
+        if gain <= 0:
+            break
+        chosen.append(c)
+        db = score(tuple(chosen))
+        steps.append({"int16": list(chosen), "output_sqnr_db": round(db, 2)})
+        if db >= target_db:
+            break
+    return chosen, steps
+
+
 def quantize(graph: Graph, data: CalibrationData, cfg: QuantConfig = QuantConfig(),
-             equalize: bool = True, eval_samples: int = 32, progress: bool | None = None
+             equalize: bool = True, eval_samples: int = 32, progress: bool | None = None,
+             int16_auto: bool = False, target_sqnr_db: float = 40.0, max_int16: int = 8
              ) -> QuantResult:
-    """``graph`` must be an optimized float graph (``edgeq.optimize``)."""
+    """``graph`` must be an optimized float graph (``edgeq.optimize``). With ``int16_auto``,
+    the fewest activations (greedy, at most ``max_int16``) become int16 so that the output
+    SQNR reaches ``target_sqnr_db`` on the calibration data."""
+    from dataclasses import replace
     from edgeq.passes.equalize import Equalize
     from edgeq.passes.pipeline import run_passes
 
@@ -74,10 +133,18 @@ def quantize(graph: Graph, data: CalibrationData, cfg: QuantConfig = QuantConfig
     eq_notes: list[str] = []
     if equalize:
         eq_notes = run_passes(fg, [("equalize", eq)]).notes
-    hists = calibrate(fg, data, progress)
+    moments: dict[str, np.ndarray] | None = {} if cfg.weight_rounding == "gptq" else None
+    hists = calibrate(fg, data, progress, moments)
     ranges = {k: observe(h, cfg.observer, cfg.percentile) for k, h in hists.items()}
     means = {k: h.channel_mean for k, h in hists.items() if h.channel_mean is not None}
-    ig, info = convert(fg, ranges, cfg, means)
+    mixed: list[dict[str, Any]] = []
+    if int16_auto:
+        picks, mixed = choose_int16(
+            fg, lambda int16: convert(fg, ranges, replace(cfg, int16=cfg.int16 + int16), means,
+                                          moments),
+            [data.sample(i) for i in range(min(16, len(data)))], target_sqnr_db, max_int16)
+        cfg = replace(cfg, int16=cfg.int16 + tuple(picks))
+    ig, info = convert(fg, ranges, cfg, means, moments)
     quant_s = time.perf_counter() - t0
     report = build_report(fg, ig, (data.sample(i) for i in range(min(eval_samples, len(data)))),
                           progress=progress)
@@ -86,11 +153,15 @@ def quantize(graph: Graph, data: CalibrationData, cfg: QuantConfig = QuantConfig
         calibration_samples=len(data),
         config={"observer": cfg.observer, "weight_bits": cfg.weight_bits,
                 "int16_values": list(cfg.int16), "rounding": cfg.rounding,
-                "bias_correction": cfg.bias_correction, "equalization": equalize},
+                "bias_correction": cfg.bias_correction, "equalization": equalize,
+                "weight_rounding": cfg.weight_rounding},
         equalization={"pairs": [list(p) for p in eq.pairs], "notes": eq_notes},
         bias_correction={"layers": info.bias_corrected},
+        error_compensated_rounding={"layers": info.gptq},
         weight_bytes=weight_bytes(graph, ig),
     )
+    if int16_auto:
+        report["mixed_precision"] = {"target_sqnr_db": target_sqnr_db, "steps": mixed}
     return QuantResult(ig, fg, report)
 
 
@@ -165,6 +236,14 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("equalization", {}).get("pairs"):
         out.append(f"cross-layer equalization: {len(report['equalization']['pairs'])} layer "
                    f"pairs")
+    if report.get("mixed_precision"):
+        last = report["mixed_precision"]["steps"][-1]
+        out.append(f"mixed precision: {len(last['int16'])} int16 value(s) for a "
+                   f"{report['mixed_precision']['target_sqnr_db']:g} dB target "
+                   f"({', '.join(last['int16']) or 'none needed'})")
+    if report.get("error_compensated_rounding", {}).get("layers"):
+        out.append(f"error-compensated weight rounding: "
+                   f"{len(report['error_compensated_rounding']['layers'])} layers")
     if report.get("bias_correction", {}).get("layers"):
         out.append(f"bias correction: {len(report['bias_correction']['layers'])} layers")
     if "quantization_time_s" in report:
