@@ -107,7 +107,7 @@ def quantize(graph: Graph, calib: Any, *, observer: str = "minmax", weight_bits:
     elif isinstance(calib, (str, os.PathLike)):
         data = load_calibration(os.fspath(calib), graph, calib_samples)
     else:
-        if len(graph.inputs) != 1:
+        if not isinstance(calib, dict) and len(graph.inputs) != 1:
             raise EdgeqError("pass calibration data for several inputs as a dict or .npz")
         arrays = calib if isinstance(calib, dict) else {graph.inputs[0].name: np.asarray(calib)}
         data = CalibrationData(graph, arrays=arrays, limit=calib_samples)

@@ -157,3 +157,47 @@ def test_torch_factory_on_cli(tmp_path):
                               cwd=tmp_path), "no callable 'nothing'")
     assert_user_error(run_cli("inspect", "--torch", "mynets:tiny", cwd=tmp_path),
                       "--input-shape")
+
+
+def test_quantize_then_run(small_model, tmp_path):
+    rng = np.random.default_rng(3)
+    cal = rng.normal(size=(16, 3, 6, 6)).astype(np.float32)
+    np.save(tmp_path / "cal.npy", cal)
+    out = tmp_path / "q"
+    res = run_cli("quantize", small_model, "--calib", tmp_path / "cal.npy", "-o", out,
+                  "--deterministic-report")
+    assert res.returncode == 0, res.stderr
+    assert "output SQNR" in res.stdout and sorted(os.listdir(out)) == ["model.eqm",
+                                                                          "report.json"]
+    report = json.loads((out / "report.json").read_text())
+    for key in ("layers", "output_sqnr_db", "top1_agreement", "weight_bytes", "config"):
+        assert key in report
+    first = (out / "model.eqm").read_bytes()
+    res = run_cli("quantize", small_model, "--calib", tmp_path / "cal.npy", "-o", out,
+                  "--deterministic-report")
+    assert (out / "model.eqm").read_bytes() == first  # byte-identical rerun
+    x = cal[:3] * 0.9  # inside the calibrated range (outside it, int8 saturates by design)
+    np.save(tmp_path / "x.npy", x)
+    res = run_cli("run", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert res.returncode == 0, res.stderr
+    res = run_cli("run", out / "model.eqm", "--input", tmp_path / "x.npy", "--output",
+                  tmp_path / "raw.npy", "--raw")
+    assert res.returncode == 0, res.stderr
+    y, raw = np.load(tmp_path / "y.npy"), np.load(tmp_path / "raw.npy")
+    assert raw.dtype == np.int8 and y.dtype == np.float32 and y.shape == raw.shape
+    import onnxruntime as ort
+
+    ref = ort.InferenceSession(str(small_model), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})[0]
+    assert 10 * np.log10((ref ** 2).sum() / ((ref - y) ** 2).sum()) > 30
+
+
+def test_quantize_errors_write_nothing(small_model, tmp_path):
+    (tmp_path / "empty").mkdir()
+    res = run_cli("quantize", small_model, "--calib", tmp_path / "empty", "-o", tmp_path / "q")
+    assert_user_error(res, "folder has no images")
+    np.save(tmp_path / "few.npy", np.zeros((2, 3, 6, 6), np.float32))
+    res = run_cli("quantize", small_model, "--calib", tmp_path / "few.npy", "-o",
+                  tmp_path / "q", "--calib-samples", "5")
+    assert_user_error(res, "5 calibration samples requested but only 2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "few.npy", "small.onnx"]

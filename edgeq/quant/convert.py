@@ -191,13 +191,7 @@ class Converter:
 
     # --- driver -------------------------------------------------------------------------------
     def run(self) -> Graph:
-        problems = []
-        for node in self.fg.nodes:
-            why = check_lowerable(node)
-            if why:
-                problems.append(f"{node.op} '{node.name}': {why}")
-        if problems:
-            raise EdgeqError("cannot quantize: " + "; ".join(problems))
+        check_graph(self.fg)
         for v in self.fg.inputs:
             if not v.dtype.is_float:
                 raise EdgeqError(f"input '{v.name}' is {v.dtype.value}; only float inputs are "
@@ -211,6 +205,14 @@ class Converter:
         self.g.outputs = [self.get(v) for v in self.fg.outputs]
         self.g.prune_values()
         return self.g
+
+
+def check_graph(fg: Graph) -> None:
+    """Raise one error listing every node that cannot become integer ops, with its reason."""
+    problems = [f"{node.op} '{node.name}': {why}" for node in fg.nodes
+                if (why := check_lowerable(node))]
+    if problems:
+        raise EdgeqError("cannot quantize: " + "; ".join(problems))
 
 
 def check_lowerable(node: Node) -> str | None:

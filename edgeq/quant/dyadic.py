@@ -70,6 +70,8 @@ def _bcast(a: np.ndarray, x: np.ndarray, axis: int | None) -> np.ndarray:
     a = np.asarray(a, np.int64)
     if a.ndim == 0 or a.size == 1:
         return a.reshape(())
+    if a.ndim == x.ndim:  # already laid out for broadcasting
+        return a
     shape = [1] * x.ndim
     shape[axis if axis is not None else -1] = a.size
     return a.reshape(shape)

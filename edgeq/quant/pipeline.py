@@ -127,6 +127,9 @@ def quantize(graph: Graph, data: CalibrationData, cfg: QuantConfig = QuantConfig
     from edgeq.passes.equalize import Equalize
     from edgeq.passes.pipeline import run_passes
 
+    from edgeq.quant.convert import check_graph
+
+    check_graph(graph)  # fail before calibrating, with every reason at once
     t0 = time.perf_counter()
     fg = graph.copy()
     eq = Equalize()
