@@ -23,6 +23,7 @@ demo: models
 	$(BIN)/python -m tools.demo --models $(MODELS)
 
 test: $(STAMP)
+	$(BIN)/ruff check edgeq models tools tests
 	$(BIN)/python -m pytest -q
 
 clean:

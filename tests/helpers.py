@@ -10,7 +10,6 @@ import numpy as np
 def onnx_model(nodes: list, inputs: dict[str, Sequence[int]], outputs: Sequence[str],
                inits: dict[str, np.ndarray] | None = None, opset: int = 17,
                out_shapes: dict[str, Sequence[int]] | None = None) -> Any:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in

@@ -146,8 +146,8 @@ def test_torch_factory_on_cli(tmp_path):
     pkg.write_text("import torch\n"
                    "def tiny():\n"
                    "    torch.manual_seed(0)\n"
-                   "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),"
-                   " torch.nn.ReLU6())\n")
+                   "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3),"
+                   " torch.nn.BatchNorm2d(4), torch.nn.ReLU6())\n")
     res = run_cli("inspect", "--torch", "mynets:tiny", "--input-shape", "1,3,10,10", "--json",
                   cwd=tmp_path)
     assert res.returncode == 0, res.stderr

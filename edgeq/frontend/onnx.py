@@ -20,6 +20,7 @@ import numpy as np
 from edgeq.ir.graph import DType, EdgeqError, Graph, TensorType, Value
 from edgeq.passes.constant_folding import fold_node
 from edgeq.passes.shape_inference import infer_node
+from edgeq.ir.registry import registrar
 
 MIN_OPSET, MAX_OPSET = 9, 21
 # names some node or the graph output reads, for the model being imported
@@ -215,12 +216,7 @@ Converter = Callable[[_Importer, str, list, dict, list], list[Value]]
 CONVERTERS: dict[str, Converter] = {}
 
 
-def converter(*ops: str):
-    def deco(fn):
-        for op in ops:
-            CONVERTERS[op] = fn
-        return fn
-    return deco
+converter = registrar(CONVERTERS)
 
 
 def _simple(op: str, keep: Sequence[str] = ()):

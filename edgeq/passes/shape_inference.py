@@ -14,17 +14,13 @@ import numpy as np
 
 from edgeq.ir.graph import DType, EdgeqError, Graph, Node, TensorType
 from edgeq.runtime.kernels import pool_output_hw
+from edgeq.ir.registry import registrar
 
 Rule = Callable[[Node, list[TensorType]], list[TensorType]]
 RULES: dict[str, Rule] = {}
 
 
-def rule(*ops: str):
-    def deco(fn):
-        for op in ops:
-            RULES[op] = fn
-        return fn
-    return deco
+rule = registrar(RULES)
 
 
 def broadcast(node: Node, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:

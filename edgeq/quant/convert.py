@@ -21,6 +21,7 @@ from edgeq.passes.shape_inference import infer_node
 from edgeq.quant.dyadic import ROUNDING_RULES, effective_scale, quantize_multiplier, \
     quantize_multipliers
 from edgeq.runtime.kernels import KERNELS, avg_pool_divisor
+from edgeq.ir.registry import registrar
 
 INT_RANGE = {DType.INT8: (-128, 127), DType.INT16: (-32767, 32767)}
 
@@ -95,12 +96,7 @@ Lowering = Callable[["Converter", Node], None]
 LOWER: dict[str, Lowering] = {}
 
 
-def lowering(*ops: str):
-    def deco(fn):
-        for op in ops:
-            LOWER[op] = fn
-        return fn
-    return deco
+lowering = registrar(LOWER)
 
 
 class Converter:

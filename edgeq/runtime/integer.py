@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeq.quant.dyadic import rescale
-from edgeq.runtime.kernels import _pool_pad, conv2d, conv_transpose2d, kernel, windows
+from edgeq.runtime.kernels import KERNELS, _pool_pad, conv2d, conv_transpose2d, kernel, windows
 
 Attrs = dict
 
@@ -34,21 +34,18 @@ def _centered(x: np.ndarray, zp: int) -> np.ndarray:
     return x.astype(np.int64) - zp
 
 
-@kernel("QConv")
-def qconv(a: Attrs, x, w, b=None):
-    xc = _centered(x, a["x_zp"])  # padding with 0 here == padding x with its zero point
-    acc = _to_int(conv2d(xc, w, a, acc=np.float64))
-    if b is not None:
-        acc = acc + b.astype(np.int64).reshape(1, -1, 1, 1)
-    return (_requant(acc, a, axis=1),)
+def _qconv_kernel(core):
+    def k(a: Attrs, x, w, b=None):
+        # centering first makes zero padding equal to padding x with its zero point
+        acc = _to_int(core(_centered(x, a["x_zp"]), w, a, acc=np.float64))
+        if b is not None:
+            acc = acc + b.astype(np.int64).reshape(1, -1, 1, 1)
+        return (_requant(acc, a, axis=1),)
+    return k
 
 
-@kernel("QConvTranspose")
-def qconv_transpose(a: Attrs, x, w, b=None):
-    acc = _to_int(conv_transpose2d(_centered(x, a["x_zp"]), w, a, acc=np.float64))
-    if b is not None:
-        acc = acc + b.astype(np.int64).reshape(1, -1, 1, 1)
-    return (_requant(acc, a, axis=1),)
+KERNELS["QConv"] = _qconv_kernel(conv2d)
+KERNELS["QConvTranspose"] = _qconv_kernel(conv_transpose2d)
 
 
 @kernel("QGemm")

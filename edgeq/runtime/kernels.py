@@ -13,17 +13,13 @@ from typing import Any, Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+from edgeq.ir.registry import registrar
 
 Attrs = dict[str, Any]
 KERNELS: dict[str, Callable[..., tuple[np.ndarray, ...]]] = {}
 
 
-def kernel(*ops: str):
-    def deco(fn):
-        for op in ops:
-            KERNELS[op] = fn
-        return fn
-    return deco
+kernel = registrar(KERNELS)
 
 
 def apply_activation(y: np.ndarray, attrs: Attrs) -> np.ndarray:
@@ -50,10 +46,10 @@ def windows(x: np.ndarray, kernel_shape, strides, dilations, out_hw) -> np.ndarr
 
 
 def pad_nchw(x: np.ndarray, pads, value=0) -> np.ndarray:
-    t, l, b, r = pads[0], pads[1], pads[2], pads[3]
-    if not (t or l or b or r):
+    top, left, bottom, right = pads[0], pads[1], pads[2], pads[3]
+    if not (top or left or bottom or right):
         return x
-    return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, attrs: Attrs, acc=np.float32) -> np.ndarray:
@@ -169,20 +165,17 @@ def global_average_pool(a: Attrs, x):
     return (x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float64).astype(x.dtype),)
 
 
-@kernel("Conv")
-def conv(a: Attrs, x, w, b=None):
-    y = conv2d(x, w, a)
-    if b is not None:
-        y = y + b.reshape(1, -1, 1, 1)
-    return (apply_activation(y.astype(x.dtype, copy=False), a),)
+def _conv_kernel(core):
+    def k(a: Attrs, x, w, b=None):
+        y = core(x, w, a)
+        if b is not None:
+            y = y + b.reshape(1, -1, 1, 1)
+        return (apply_activation(y.astype(x.dtype, copy=False), a),)
+    return k
 
 
-@kernel("ConvTranspose")
-def conv_transpose(a: Attrs, x, w, b=None):
-    y = conv_transpose2d(x, w, a)
-    if b is not None:
-        y = y + b.reshape(1, -1, 1, 1)
-    return (apply_activation(y.astype(x.dtype, copy=False), a),)
+KERNELS["Conv"] = _conv_kernel(conv2d)
+KERNELS["ConvTranspose"] = _conv_kernel(conv_transpose2d)
 
 
 @kernel("Gemm")
