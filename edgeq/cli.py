@@ -121,12 +121,37 @@ def cmd_run(args) -> int:
     from edgeq import api
 
     x = _read_npy(args.input)
+    if args.target != "ref":
+        names, outs = _run_target(args, x)
+        write_atomic_npy(args.output, dict(zip(names, outs)))
+        print(f"ran {x.shape[0]} sample(s) on {args.target}; wrote {args.output}")
+        return 0
     graph, _ = _load(args)
     outs = api.run(graph, x, raw=args.raw)
     write_atomic_npy(args.output, {v.name: o for v, o in zip(graph.outputs, outs)})
     print(f"ran {x.shape[0]} sample(s); wrote {args.output} "
           + ", ".join(f"{v.name}{list(o.shape)}" for v, o in zip(graph.outputs, outs)))
     return 0
+
+
+def _run_target(args, x):
+    """Run an exported artifact: OUT is the folder `edgeq export` wrote."""
+    from edgeq import api
+    from edgeq.backends import get_backend
+    from edgeq.runtime.reference import run_batch
+
+    if args.model is None or not os.path.isdir(args.model):
+        raise EdgeqError(f"--target {args.target} needs the folder `edgeq export` wrote")
+    be = get_backend(args.target)
+    path = os.path.join(args.model, be.artifact)
+    if not os.path.exists(path):
+        raise EdgeqError(f"{args.model} has no {args.target} artifact ({be.artifact}); export "
+                         f"with --target {args.target}")
+    graph = api.load_model(args.model)
+    sess = be.session(path)
+    outs = run_batch(graph, x, runner=lambda g, feeds: be.run(path, feeds, raw=args.raw,
+                                                              session=sess))
+    return [v.name for v in graph.outputs], outs
 
 
 class OutputDir:
@@ -190,6 +215,61 @@ def cmd_quantize(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from edgeq import api
+    from edgeq.export import export, format_export
+    from edgeq.quant.calibrate import load_calibration
+
+    targets = [t.strip() for t in args.target.split(",") if t.strip()]
+    if not targets:
+        raise EdgeqError("--target needs at least one of: ort")
+    out = OutputDir(args.output)
+    graph, _ = _load(args)
+    if api.is_integer(graph):
+        raise EdgeqError("export takes the float model (it quantizes it)")
+    data = load_calibration(args.calib, graph, args.calib_samples)
+    opts = dict(observer=args.observer, weight_bits=args.weight_bits,
+                int16="auto" if args.int16 == "auto" else
+                [n for n in (args.int16 or "").split(",") if n],
+                target_sqnr_db=args.target_sqnr, max_int16=args.max_int16,
+                weight_rounding=args.weight_rounding, rounding=args.rounding,
+                equalize=not args.no_equalize, bias_correction=not args.no_bias_correction,
+                eval_samples=args.eval_samples)
+    with out as tmp:
+        report = export(graph, data, targets, tmp, opts)
+        with open(os.path.join(tmp, "report.json"), "w") as f:
+            json.dump(report, f, indent=2, sort_keys=True)
+            f.write("\n")
+    print(format_export(report))
+    print(f"wrote {args.output}/: " + ", ".join(
+        ["model.eqm"] + [t["artifact"] for t in report["targets"].values()] + ["report.json"]))
+    return 0
+
+
+def _add_quant_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calib", required=True, help=".npy (samples on axis 0), .npz (one array "
+                   "per input) or a folder of PNG/JPEG images")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--observer", default="minmax", help="activation range: minmax "
+                   "(default), percentile, mse, entropy")
+    p.add_argument("--weight-bits", type=int, default=8, choices=(4, 8))
+    p.add_argument("--int16", metavar="VALUES|auto", help="comma-separated value names to "
+                   "keep in int16 (see the report's layer names), or 'auto': the fewest that "
+                   "reach --target-sqnr")
+    p.add_argument("--target-sqnr", type=float, default=40.0, help="dB, for --int16 auto")
+    p.add_argument("--max-int16", type=int, default=8, help="at most this many int16 values "
+                   "with --int16 auto")
+    p.add_argument("--rounding", default="edgeq", choices=("edgeq", "tflite"),
+                   help="requantization rounding rule (docs/numerics.md)")
+    p.add_argument("--weight-rounding", default="gptq", choices=("gptq", "nearest"),
+                   help="gptq (default): error-compensated rounding using calibration data; "
+                   "nearest: plain rounding")
+    p.add_argument("--calib-samples", type=int, help="use the first N samples (error if fewer)")
+    p.add_argument("--eval-samples", type=int, default=32, help="samples for the SQNR report")
+    p.add_argument("--no-equalize", action="store_true", help="skip cross-layer equalization")
+    p.add_argument("--no-bias-correction", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeq", description="Deployment compiler: PyTorch/ONNX to "
                                 "integer-only artifacts for phones, NPUs and microcontrollers.")
@@ -205,34 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--output", required=True, help=".npy (one output) or .npz (by name)")
     pr.add_argument("--raw", action="store_true", help="integer models: write the integer "
                     "outputs instead of dequantized floats")
+    pr.add_argument("--target", default="ref", choices=("ref", "ort"),
+                    help="ref: edgeq's interpreter (default); ort: the exported ONNX Runtime "
+                    "artifact")
     pr.set_defaults(fn=cmd_run)
     pq = sub.add_parser("quantize", help="integer-only (dyadic) quantization with a report")
     _add_model_args(pq)
-    pq.add_argument("--calib", required=True, help=".npy (samples on axis 0), .npz (one array "
-                    "per input) or a folder of PNG/JPEG images")
-    pq.add_argument("-o", "--output", required=True, help="output folder (model.eqm, "
-                    "report.json)")
-    pq.add_argument("--observer", default="minmax", help="activation range: minmax "
-                    "(default), percentile, mse, entropy")
-    pq.add_argument("--weight-bits", type=int, default=8, choices=(4, 8))
-    pq.add_argument("--int16", metavar="VALUES|auto", help="comma-separated value names to "
-                    "keep in int16 (see the report's layer names), or 'auto': the fewest that "
-                    "reach --target-sqnr")
-    pq.add_argument("--target-sqnr", type=float, default=40.0, help="dB, for --int16 auto")
-    pq.add_argument("--max-int16", type=int, default=8, help="at most this many int16 values "
-                    "with --int16 auto")
-    pq.add_argument("--rounding", default="edgeq", choices=("edgeq", "tflite"),
-                    help="requantization rounding rule (docs/numerics.md)")
-    pq.add_argument("--weight-rounding", default="gptq", choices=("gptq", "nearest"),
-                    help="gptq (default): error-compensated rounding using calibration data; "
-                    "nearest: plain rounding")
-    pq.add_argument("--calib-samples", type=int, help="use the first N samples (error if fewer)")
-    pq.add_argument("--eval-samples", type=int, default=32, help="samples for the SQNR report")
-    pq.add_argument("--no-equalize", action="store_true", help="skip cross-layer equalization")
-    pq.add_argument("--no-bias-correction", action="store_true")
+    _add_quant_args(pq)
     pq.add_argument("--deterministic-report", action="store_true",
                     help="leave timings out of report.json (byte-identical reruns)")
     pq.set_defaults(fn=cmd_quantize)
+    pe = sub.add_parser("export", help="quantize and lower to deployment targets, each "
+                        "verified against the integer interpreter")
+    _add_model_args(pe)
+    _add_quant_args(pe)
+    pe.add_argument("--target", default="ort", help="comma-separated targets (available: ort)")
+    pe.set_defaults(fn=cmd_export)
     return p
 
 

@@ -1,0 +1,378 @@
+"""Integer graph -> QDQ ONNX. One lowering function per integer op (see the package docstring)."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from edgeq.ir.graph import DType, Graph, Node, Value
+from edgeq.ir.registry import registrar
+
+OPSET = 21
+SESSION_CONFIG = "session.x64quantprecision=1"
+LOWER: dict[str, Callable] = {}
+lowering = registrar(LOWER)
+
+
+def supports(graph: Graph) -> list[str]:
+    """One reason per node ORT cannot take from this backend."""
+    reasons = []
+    for n in graph.nodes:
+        if n.op not in LOWER:
+            reasons.append(f"{n.op} '{n.name}': no QDQ lowering for this op")
+        elif n.op == "QConvTranspose" and n.attrs["group"] != 1:
+            reasons.append(f"QConvTranspose '{n.name}': grouped transposed convolution has "
+                           f"per-channel weights on a split axis, which QDQ cannot express")
+    if graph.metadata.get("quantized") != "int":
+        reasons.append("the graph is not quantized (run edgeq quantize first)")
+    return reasons
+
+
+class Builder:
+    def __init__(self, graph: Graph):
+        from onnx import helper, numpy_helper
+
+        self.h, self.nh = helper, numpy_helper
+        self.graph = graph
+        self.nodes: list = []
+        self.inits: list = []
+        self.floats: dict[str, str] = {}
+        self.count = 0
+
+    def name(self, base: str) -> str:
+        self.count += 1
+        return f"{base}__{self.count}"
+
+    def const(self, base: str, array: np.ndarray) -> str:
+        n = self.name(base)
+        self.inits.append(self.nh.from_array(np.ascontiguousarray(array), n))
+        return n
+
+    def node(self, op: str, inputs: list[str], base: str, **attrs) -> str:
+        out = self.name(base)
+        self.nodes.append(self.h.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def zp_array(self, v: Value, zp) -> np.ndarray:
+        return np.asarray(zp, v.dtype.numpy if v.dtype != DType.INT4 else np.int8)
+
+    def dq(self, v: Value) -> str:
+        """Float tensor for integer value ``v`` (constants get their own per-channel DQ)."""
+        if v.name in self.floats:
+            return self.floats[v.name]
+        qp = v.qparams
+        src = self.const(v.name, v.const) if v.is_const else v.name
+        if len(qp.scale) > 1:
+            axis = _channel_axis(v, len(qp.scale))
+            s = self.const(f"{v.name}/scale", np.asarray(qp.scale, np.float32))
+            z = self.const(f"{v.name}/zp", self.zp_array(v, qp.zero_point))
+            out = self.node("DequantizeLinear", [src, s, z], f"{v.name}/dq", axis=axis)
+        else:
+            s = self.const(f"{v.name}/scale", np.float32(qp.scale[0]))
+            z = self.const(f"{v.name}/zp", self.zp_array(v, qp.zero_point[0]))
+            out = self.node("DequantizeLinear", [src, s, z], f"{v.name}/dq")
+        self.floats[v.name] = out
+        return out
+
+    def q(self, float_name: str, v: Value) -> None:
+        """QuantizeLinear into the integer value's own name."""
+        s = self.const(f"{v.name}/scale", np.float32(v.qparams.scale[0]))
+        z = self.const(f"{v.name}/zp", self.zp_array(v, v.qparams.zero_point[0]))
+        self.nodes.append(self.h.make_node("QuantizeLinear", [float_name, s, z], [v.name],
+                                           name=f"{v.name}/q"))
+
+    def dq_weight(self, base: str, q: np.ndarray, scales, axis: int) -> str:
+        s = self.const(f"{base}/scale", np.asarray(scales, np.float32))
+        z = self.const(f"{base}/zp", np.zeros(len(scales), q.dtype))
+        return self.node("DequantizeLinear", [self.const(base, q), s, z], f"{base}/dq",
+                         axis=axis)
+
+    def activation(self, y: str, n: Node) -> str:
+        """The clamp the integer op applies beyond its dtype range, in float, before Q."""
+        v = n.outputs[0]
+        info = np.iinfo(v.dtype.numpy)
+        lo, hi = n.attrs["act_min"], n.attrs["act_max"]
+        s, z = v.qparams.scale[0], v.qparams.zero_point[0]
+        if lo <= info.min + (v.dtype == DType.INT16) and hi >= info.max:
+            return y
+        if lo == z and hi >= info.max:
+            return self.node("Relu", [y], f"{n.name}/relu")
+        lo_c = self.const(f"{n.name}/min", np.float32((lo - z) * s))
+        hi_c = self.const(f"{n.name}/max", np.float32((hi - z) * s))
+        return self.node("Clip", [y, lo_c, hi_c], f"{n.name}/clip")
+
+
+def _channel_axis(v: Value, channels: int) -> int:
+    if v.qparams.axis is not None and v.qparams.axis < len(v.shape) and \
+            v.shape[v.qparams.axis] == channels:
+        return v.qparams.axis
+    return next(i for i, d in enumerate(v.shape) if d == channels)
+
+
+def _bias(b: Builder, n: Node, x: Value, w: Value) -> str:
+    s = np.float64(np.float32(x.qparams.scale[0])) * np.asarray(w.qparams.scale, np.float64)
+    return b.dq_weight(f"{n.name}/bias", n.inputs[2].const.astype(np.int32),
+                       s.astype(np.float32), 0)
+
+
+def _spatial(n: Node) -> dict:
+    keys = ("kernel_shape", "strides", "pads", "dilations", "group", "output_padding")
+    return {k: n.attrs[k] for k in keys if k in n.attrs}
+
+
+@lowering("QConv", "QConvTranspose")
+def _conv(b: Builder, n: Node) -> None:
+    x, w = n.inputs[0], n.inputs[1]
+    axis = 0 if n.op == "QConv" else 1
+    wf = b.dq_weight(f"{n.name}/weight", w.const, w.qparams.scale, axis)
+    y = b.node("Conv" if n.op == "QConv" else "ConvTranspose", [b.dq(x), wf, _bias(b, n, x, w)],
+               n.name, **_spatial(n))
+    b.q(b.activation(y, n), n.outputs[0])
+
+
+@lowering("QGemm")
+def _gemm(b: Builder, n: Node) -> None:
+    """Gemm on a 2-D view (int8 Reshape in and out for higher ranks: ORT's own 3-D MatMul
+    rewrite breaks on int8 QDQ)."""
+    x, w, v = n.inputs[0], n.inputs[1], n.outputs[0]
+    xin = x.name
+    if len(x.shape) != 2:
+        flat = (int(np.prod(x.shape[:-1])), x.shape[-1])
+        xin = b.node("Reshape", [x.name, b.const(f"{n.name}/flat", np.asarray(flat, np.int64))],
+                     f"{n.name}/flatten")
+    s = b.const(f"{x.name}/scale2d", np.float32(x.qparams.scale[0]))
+    z = b.const(f"{x.name}/zp2d", b.zp_array(x, x.qparams.zero_point[0]))
+    xf = b.node("DequantizeLinear", [xin, s, z], f"{x.name}/dq2d")
+    wf = b.dq_weight(f"{n.name}/weight", w.const, w.qparams.scale, 0)
+    y = b.activation(b.node("Gemm", [xf, wf, _bias(b, n, x, w)], n.name, transB=1), n)
+    if len(x.shape) == 2:
+        b.q(y, v)
+        return
+    ys = b.const(f"{v.name}/scale", np.float32(v.qparams.scale[0]))
+    yz = b.const(f"{v.name}/zp", b.zp_array(v, v.qparams.zero_point[0]))
+    yq = b.node("QuantizeLinear", [y, ys, yz], f"{v.name}/q2d")
+    b.nodes.append(b.h.make_node("Reshape", [yq, b.const(f"{n.name}/unflat", np.asarray(
+        v.shape, np.int64))], [v.name], name=f"{n.name}/unflatten"))
+
+
+@lowering("QMatMul")
+def _matmul(b: Builder, n: Node) -> None:
+    y = b.node("MatMul", [b.dq(n.inputs[0]), b.dq(n.inputs[1])], n.name)
+    b.q(b.activation(y, n), n.outputs[0])
+
+
+@lowering("QAdd")
+def _add(b: Builder, n: Node) -> None:
+    op = "Sub" if n.attrs["b_mult"] < 0 else "Add"
+    y = b.node(op, [b.dq(n.inputs[0]), b.dq(n.inputs[1])], n.name)
+    b.q(b.activation(y, n), n.outputs[0])
+
+
+@lowering("QMul")
+def _mul(b: Builder, n: Node) -> None:
+    y = b.node("Mul", [b.dq(n.inputs[0]), b.dq(n.inputs[1])], n.name)
+    b.q(b.activation(y, n), n.outputs[0])
+
+
+@lowering("Requantize")
+def _requantize(b: Builder, n: Node) -> None:
+    b.q(b.activation(b.dq(n.inputs[0]), n), n.outputs[0])
+
+
+@lowering("QAveragePool", "QGlobalAveragePool", "QReduceMean")
+def _average(b: Builder, n: Node) -> None:
+    x = b.dq(n.inputs[0])
+    if n.op == "QAveragePool":
+        attrs = {k: n.attrs[k] for k in ("kernel_shape", "strides", "pads", "ceil_mode",
+                                         "count_include_pad") if k in n.attrs}
+        y = b.node("AveragePool", [x], n.name, **attrs)
+    elif n.op == "QGlobalAveragePool":
+        y = b.node("GlobalAveragePool", [x], n.name)
+    else:
+        axes = n.attrs.get("axes")
+        ins = [x] if axes is None else [x, b.const(f"{n.name}/axes", np.asarray(axes, np.int64))]
+        y = b.node("ReduceMean", ins, n.name, keepdims=n.attrs.get("keepdims", 1))
+    b.q(b.activation(y, n), n.outputs[0])
+
+
+@lowering("QLookup")
+def _lookup(b: Builder, n: Node) -> None:
+    """Exact: y = table[x - min(dtype)] as an integer Gather."""
+    x = n.inputs[0]
+    idx = b.node("Cast", [x.name], f"{n.name}/idx", to=6)  # int32
+    off = b.node("Add", [idx, b.const(f"{n.name}/offset", np.int32(-np.iinfo(
+        x.dtype.numpy).min))], f"{n.name}/offset_add")
+    table = np.asarray(n.attrs["table"]).astype(n.outputs[0].dtype.numpy)
+    b.nodes.append(b.h.make_node("Gather", [b.const(f"{n.name}/table", table), off],
+                                 [n.outputs[0].name], name=n.name, axis=0))
+
+
+@lowering("QSoftmax")
+def _softmax(b: Builder, n: Node) -> None:
+    y = b.node("Softmax", [b.dq(n.inputs[0])], n.name, axis=n.attrs["axis"])
+    b.q(y, n.outputs[0])
+
+
+@lowering("QLayerNorm")
+def _layer_norm(b: Builder, n: Node) -> None:
+    """gamma, beta and epsilon rebuilt from the integer parameters (docs/numerics.md)."""
+    x, v = n.inputs[0], n.outputs[0]
+    a = n.attrs
+    k = x.shape[-1]
+    s_x, s_y = x.qparams.scale[0], v.qparams.scale[0]
+    m = np.asarray(a["multiplier"], np.float64) * np.exp2(-np.asarray(a["shift"], np.float64))
+    gamma = np.broadcast_to(m * s_y / math.sqrt(k), (k,)).copy()
+    if a.get("gamma_sign") is not None:
+        gamma *= np.asarray(a["gamma_sign"])
+    beta = np.zeros(k) if a.get("beta_q") is None else np.asarray(a["beta_q"]) * s_y
+    eps = a["eps_q"] * s_x * s_x / k ** 3
+    y = b.node("LayerNormalization", [b.dq(x), b.const(f"{n.name}/gamma", gamma.astype(
+        np.float32)), b.const(f"{n.name}/beta", beta.astype(np.float32))], n.name, axis=-1,
+        epsilon=float(eps))
+    b.q(b.activation(y, n), v)
+
+
+def _int_node(b: Builder, n: Node, op: str, extra: list[str], **attrs) -> None:
+    b.nodes.append(b.h.make_node(op, [n.inputs[0].name] + extra,
+                                 [v.name for v in n.outputs], name=n.name, **attrs))
+
+
+@lowering("MaxPool")
+def _maxpool(b: Builder, n: Node) -> None:
+    keys = ("kernel_shape", "strides", "pads", "dilations", "ceil_mode")
+    _int_node(b, n, "MaxPool", [], **{k: n.attrs[k] for k in keys if k in n.attrs})
+
+
+@lowering("Reshape")
+def _reshape(b: Builder, n: Node) -> None:
+    _int_node(b, n, "Reshape", [b.const(f"{n.name}/shape", np.asarray(n.attrs["shape"],
+                                                                       np.int64))])
+
+
+@lowering("Transpose")
+def _transpose(b: Builder, n: Node) -> None:
+    _int_node(b, n, "Transpose", [], perm=list(n.attrs["perm"]))
+
+
+@lowering("Slice")
+def _slice(b: Builder, n: Node) -> None:
+    a = n.attrs
+    big = np.iinfo(np.int64).max
+    ends = [(big if s > 0 else -big) if e is None else e for e, s in zip(a["ends"], a["steps"])]
+    ins = [b.const(f"{n.name}/{k}", np.asarray(v, np.int64)) for k, v in
+           (("starts", a["starts"]), ("ends", ends), ("axes", a["axes"]), ("steps", a["steps"]))]
+    _int_node(b, n, "Slice", ins)
+
+
+@lowering("Split")
+def _split(b: Builder, n: Node) -> None:
+    _int_node(b, n, "Split", [b.const(f"{n.name}/split", np.asarray(n.attrs["split"],
+                                                                     np.int64))],
+              axis=n.attrs["axis"])
+
+
+@lowering("Concat")
+def _concat(b: Builder, n: Node) -> None:
+    b.nodes.append(b.h.make_node("Concat", [v.name for v in n.inputs], [n.outputs[0].name],
+                                 name=n.name, axis=n.attrs["axis"]))
+
+
+@lowering("Pad")
+def _pad(b: Builder, n: Node) -> None:
+    a = n.attrs
+    ins = [b.const(f"{n.name}/pads", np.asarray(a["pads"], np.int64))]
+    if a.get("mode", "constant") == "constant":
+        ins.append(b.const(f"{n.name}/value", np.asarray(a.get("value", 0),
+                                                          n.inputs[0].dtype.numpy)))
+    _int_node(b, n, "Pad", ins, mode=a.get("mode", "constant"))
+
+
+@lowering("Gather")
+def _gather(b: Builder, n: Node) -> None:
+    idx = n.inputs[1]
+    name = b.const(f"{n.name}/indices", idx.const) if idx.is_const else idx.name
+    _int_node(b, n, "Gather", [name], axis=n.attrs.get("axis", 0))
+
+
+@lowering("Resize")
+def _resize(b: Builder, n: Node) -> None:
+    a = n.attrs
+    _int_node(b, n, "Resize", ["", "", b.const(f"{n.name}/sizes", np.asarray(a["sizes"],
+                                                                              np.int64))],
+              mode="nearest", coordinate_transformation_mode=a["coordinate_transformation_mode"],
+              nearest_mode=a.get("nearest_mode", "round_prefer_floor"))
+
+
+def _onnx_type(dtype: DType) -> int:
+    from onnx import TensorProto
+
+    return {DType.INT8: TensorProto.INT8, DType.INT16: TensorProto.INT16,
+            DType.FLOAT32: TensorProto.FLOAT}[dtype]
+
+
+def lower_graph(graph: Graph, nodes: list[Node] | None = None,
+                int_inputs: list[Value] | None = None) -> object:
+    """The whole graph (float inputs quantized inside, outputs ``name`` dequantized plus
+    ``name_q`` integer), or -- for per-layer checks -- just ``nodes`` reading ``int_inputs``."""
+    from onnx import helper
+
+    b = Builder(graph)
+    inputs = []
+    if int_inputs is None:
+        for v in graph.inputs:
+            inputs.append(helper.make_tensor_value_info(f"{v.name}", _onnx_type(DType.FLOAT32),
+                                                        list(v.shape)))
+        # the float input keeps the public name; its quantized twin gets the integer name
+        renamed = {v.name: f"{v.name}__int" for v in graph.inputs}
+        for v in graph.inputs:
+            s = b.const(f"{v.name}/scale", np.float32(v.qparams.scale[0]))
+            z = b.const(f"{v.name}/zp", b.zp_array(v, v.qparams.zero_point[0]))
+            b.nodes.append(helper.make_node("QuantizeLinear", [v.name, s, z], [renamed[v.name]],
+                                            name=f"{v.name}/q"))
+    else:
+        renamed = {}
+        for v in int_inputs:
+            inputs.append(helper.make_tensor_value_info(v.name, _onnx_type(v.dtype),
+                                                        list(v.shape)))
+    for n in nodes if nodes is not None else graph.nodes:
+        LOWER[n.op](b, n)
+    outputs = []
+    if nodes is None:
+        for v in graph.outputs:
+            outputs.append(helper.make_tensor_value_info(f"{v.name}_q", _onnx_type(v.dtype),
+                                                         list(v.shape)))
+            b.nodes.append(helper.make_node("Identity", [v.name], [f"{v.name}_q"],
+                                            name=f"{v.name}/int_out"))
+        outputs = [helper.make_tensor_value_info(v.name, _onnx_type(DType.FLOAT32),
+                                                 list(v.shape)) for v in graph.outputs] + outputs
+        # dequantized outputs under the public names: rename integer tensors to avoid clashes
+        int_names = {v.name: f"{v.name}__int" for v in graph.outputs}
+        renamed.update(int_names)
+        for v in graph.outputs:
+            s = b.const(f"{v.name}/scale", np.float32(v.qparams.scale[0]))
+            z = b.const(f"{v.name}/zp", b.zp_array(v, v.qparams.zero_point[0]))
+            b.nodes.append(helper.make_node("DequantizeLinear", [int_names[v.name], s, z],
+                                            [v.name], name=f"{v.name}/dq_out"))
+    else:
+        outputs = [helper.make_tensor_value_info(v.name, _onnx_type(v.dtype), list(v.shape))
+                   for n in nodes for v in n.outputs]
+    for node in b.nodes:  # apply the renames (graph input/output names are public)
+        if node.op_type in ("QuantizeLinear",) and node.output[0] in renamed.values():
+            continue
+        if node.name.endswith("/dq_out"):
+            continue
+        for i, x in enumerate(node.input):
+            if x in renamed:
+                node.input[i] = renamed[x]
+        for i, x in enumerate(node.output):
+            if x in renamed:
+                node.output[i] = renamed[x]
+    g = helper.make_graph(b.nodes, graph.name, inputs, outputs, b.inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="edgeq")
+    model.ir_version = 10
+    helper.set_model_props(model, {"edgeq.ort_session_config": SESSION_CONFIG,
+                                   "edgeq.rounding": graph.metadata.get("rounding", "edgeq")})
+    return model

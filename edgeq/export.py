@@ -1,0 +1,196 @@
+"""``edgeq export``: float model -> integer model -> one artifact per target, each verified
+against the integer interpreter, plus ``report.json`` (keys documented in docs/report.md).
+
+Calibration data is split: the first 75% calibrates, the last 25% (at least one sample) is held
+out, and every artifact is checked on both parts. Artifacts are deterministic; only the keys
+ending in ``_ms`` or ``_s`` (timings) differ between runs.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections import Counter
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgeq.ir.graph import EdgeqError, Graph
+from edgeq.quant.calibrate import CalibrationData
+from edgeq.quant.pipeline import dequantize_array, quantize_feeds
+from edgeq.runtime.reference import run_graph
+
+HOLD_OUT = 0.25
+
+
+def split(data: CalibrationData) -> tuple[CalibrationData, list[int], list[int]]:
+    n = len(data)
+    held = max(1, int(round(n * HOLD_OUT))) if n >= 2 else 0
+    calib_idx = list(range(n - held))
+    held_idx = list(range(n - held, n))
+    sub = CalibrationData.__new__(CalibrationData)
+    sub.__dict__.update(data.__dict__)
+    sub.n = len(calib_idx)
+    return sub, calib_idx, held_idx
+
+
+def _lsb_stats(ig: Graph, backend, path: str, data: CalibrationData, idx: Sequence[int],
+               session) -> dict[str, Any]:
+    max_d, total, count = 0, 0.0, 0
+    for i in idx:
+        feeds = data.sample(i)
+        ours = run_graph(ig, quantize_feeds(ig, feeds))
+        theirs = backend.run(path, feeds, raw=True, session=session)
+        for v in ig.outputs:
+            d = np.abs(ours[v.name].astype(np.int64) - theirs[v.name].astype(np.int64))
+            max_d = max(max_d, int(d.max()))
+            total += float(d.sum())
+            count += d.size
+    return {"samples": len(idx), "max_abs_diff_lsb": max_d,
+            "mean_abs_diff_lsb": round(total / max(count, 1), 6)}
+
+
+def _sqnr(fg: Graph, ig: Graph, backend, path: str, data: CalibrationData, idx, session
+          ) -> float | None:
+    sig = noise = 0.0
+    out = fg.outputs[0].name
+    for i in idx:
+        feeds = data.sample(i)
+        f = run_graph(fg, feeds)[out].astype(np.float64)
+        q = backend.run(path, feeds, session=session)[out].astype(np.float64)
+        sig += float((f * f).sum())
+        noise += float(((f - q) ** 2).sum())
+    if not idx:
+        return None
+    return round(10 * np.log10(sig / noise), 2) if noise > 0 else float("inf")
+
+
+def per_layer_check(ig: Graph, data: CalibrationData, samples: Sequence[int]) -> dict[str, Any]:
+    """ORT: each integer node alone, fed the interpreter's own integer inputs, against the
+    interpreter's output: the per-layer bound on the same inputs."""
+    from edgeq.backends.ort_qdq import OrtQdqBackend
+    from edgeq.backends.ort_qdq.lower import lower_graph
+
+    be = OrtQdqBackend()
+    envs = [run_graph(ig, quantize_feeds(ig, data.sample(i)), keep=True) for i in samples]
+    worst, worst_name = 0, None
+    for node in ig.nodes:
+        ins = [v for v in node.inputs if v is not None and not v.is_const]
+        model = lower_graph(ig, nodes=[node], int_inputs=ins)
+        sess = be.session(model.SerializeToString())
+        for env in envs:
+            outs = sess.run([v.name for v in node.outputs], {v.name: env[v.name] for v in ins})
+            for v, o in zip(node.outputs, outs):
+                d = int(np.abs(o.astype(np.int64) - env[v.name].astype(np.int64)).max())
+                if d > worst:
+                    worst, worst_name = d, node.name
+    return {"max_abs_diff_lsb": worst, "worst_layer": worst_name, "samples": len(samples)}
+
+
+def _latency_ms(backend, path: str, feeds, repeats: int = 20) -> float:
+    sess = backend.session(path, threads=1)
+    backend.run(path, feeds, session=sess)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        backend.run(path, feeds, session=sess)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return round(statistics.median(times), 3)
+
+
+def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: str,
+           quant_options: dict[str, Any] | None = None, progress: bool | None = None
+           ) -> dict[str, Any]:
+    """``fg``: optimized float graph. Writes ``out_dir`` (which must exist and be empty)."""
+    from edgeq import serialize
+    from edgeq.api import quantize
+    from edgeq.backends import get_backend
+
+    backends = {t: get_backend(t) for t in targets}
+    calib, calib_idx, held_idx = split(data)
+    res = quantize(fg, calib, progress=progress, **(quant_options or {}))
+    ig = res.graph
+    problems = [f"{t}: {r}" for t, be in backends.items() for r in be.supports(ig)]
+    if problems:
+        raise EdgeqError("cannot export: " + "; ".join(problems))
+    serialize.save(ig, os.path.join(out_dir, "model.eqm"))
+    report: dict[str, Any] = {
+        "model": fg.name,
+        "integer_model": "model.eqm",
+        "calibration_samples": len(calib_idx), "held_out_samples": len(held_idx),
+        "quantization": {k: v for k, v in res.report.items()},
+        "targets": {},
+    }
+    for name, be in backends.items():
+        t0 = time.perf_counter()
+        path = be.lower(ig, out_dir)
+        lower_s = time.perf_counter() - t0
+        sess = be.session(path)
+        entry: dict[str, Any] = {
+            "artifact": os.path.basename(path),
+            "size_bytes": os.path.getsize(path),
+            "op_counts": _op_counts(path),
+            "verification": {
+                "calibration": _lsb_stats(ig, be, path, data, calib_idx, sess),
+                "held_out": _lsb_stats(ig, be, path, data, held_idx, sess),
+            },
+            "sqnr_db_vs_float": _sqnr(fg, ig, be, path, data, held_idx or calib_idx, sess),
+            "lower_time_s": round(lower_s, 3),
+            "latency_ms": _latency_ms(be, path, data.sample(0)),
+        }
+        if name == "ort":
+            from edgeq.backends.ort_qdq import SESSION_CONFIG
+
+            entry["runtime_options"] = dict([SESSION_CONFIG.split("=")])
+            entry["verification"]["per_layer"] = per_layer_check(ig, data, calib_idx[:2])
+            plain = be.session(path, apply_metadata=False)
+            entry["sqnr_db_without_runtime_options"] = _sqnr(
+                fg, ig, be, path, data, held_idx or calib_idx, plain)
+        report["targets"][name] = entry
+    report["integer_interpreter"] = {
+        "sqnr_db_vs_float": _ref_sqnr(fg, ig, data, held_idx or calib_idx)}
+    return report
+
+
+def _ref_sqnr(fg: Graph, ig: Graph, data: CalibrationData, idx) -> float:
+    sig = noise = 0.0
+    out = fg.outputs[0].name
+    for i in idx:
+        feeds = data.sample(i)
+        f = run_graph(fg, feeds)[out].astype(np.float64)
+        q = dequantize_array(run_graph(ig, quantize_feeds(ig, feeds))[out],
+                             ig.values[out].qparams).astype(np.float64)
+        sig += float((f * f).sum())
+        noise += float(((f - q) ** 2).sum())
+    return round(10 * np.log10(sig / noise), 2) if noise > 0 else float("inf")
+
+
+def _op_counts(path: str) -> dict[str, int]:
+    if path.endswith(".onnx"):
+        import onnx
+
+        return dict(sorted(Counter(n.op_type for n in onnx.load(path).graph.node).items()))
+    return {}
+
+
+def format_export(report: dict[str, Any]) -> str:
+    from edgeq.api import format_table
+
+    rows = []
+    for name, t in report["targets"].items():
+        v = t["verification"]
+        rows.append([name, t["artifact"], t["size_bytes"], v["calibration"]["max_abs_diff_lsb"],
+                     v["held_out"]["max_abs_diff_lsb"],
+                     v.get("per_layer", {}).get("max_abs_diff_lsb", "-"),
+                     t["sqnr_db_vs_float"], t["latency_ms"]])
+    table = format_table(rows, ["target", "artifact", "bytes", "max LSB (calib)",
+                                "max LSB (held-out)", "max LSB per layer", "SQNR dB",
+                                "latency ms"])
+    lines = [table, f"integer interpreter: SQNR {report['integer_interpreter']['sqnr_db_vs_float']}"
+             f" dB vs float on held-out samples"]
+    ort = report["targets"].get("ort")
+    if ort:
+        lines.append(f"ort: runs with {ort['runtime_options']} (recorded in the model's metadata;"
+                     f" without it: SQNR {ort['sqnr_db_without_runtime_options']} dB)")
+    return "\n".join(lines)
