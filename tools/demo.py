@@ -2,7 +2,8 @@
 
 Import -> float passes (with ImageNet input normalization folded, so the model takes raw pixels)
 -> verify against ONNX Runtime on crops of scikit-learn's sample photos -> per-layer table ->
-integer-only quantization (calibrated on photo crops) -> its report, and SQNR on other crops."""
+integer-only quantization (calibrated on photo crops) -> export to every available target, each
+verified against the integer interpreter -> the export report."""
 
 from __future__ import annotations
 
@@ -46,18 +47,20 @@ def main(argv=None) -> int:
           f"max relative error {rel:.2e} ({'OK' if rel < 1e-4 else 'MISMATCH'}); "
           f"top-1 agreement {float((ours.argmax(1) == theirs.argmax(1)).mean()):.0%}; "
           f"compile {compile_s:.2f} s")
-    calib = data.photo_crops(64, size, seed=1)
-    q = edgeq.quantize(graph, calib, progress=False)
-    print("\nquantized (all int8):")
+    import tempfile
+
+    from edgeq.backends import available
+    from edgeq.export import export, format_export
+    from edgeq.quant.calibrate import CalibrationData
     from edgeq.quant.pipeline import format_report
 
-    print(format_report(q.report))
-    held = data.photo_crops(32, size, seed=2)
-    ref = edgeq.run(graph, held)[0].astype(np.float64)
-    got = edgeq.run(q.graph, held)[0]
-    db = 10 * np.log10((ref ** 2).sum() / ((ref - got) ** 2).sum())
-    print(f"held-out photo crops: output SQNR {db:.1f} dB, top-1 agreement "
-          f"{float((ref.argmax(1) == got.argmax(1)).mean()):.0%}")
+    calib = CalibrationData(graph, arrays={"input": data.photo_crops(64, size, seed=1)})
+    with tempfile.TemporaryDirectory() as out:
+        report = export(graph, calib, available(), out, progress=False)
+        print("\nquantized (all int8), calibrated on 48 photo crops:")
+        print(format_report(report["quantization"]))
+        print(f"\nexported to {', '.join(available())} (16 held-out crops):")
+        print(format_export(report))
     return 0 if rel < 1e-4 else 1
 
 

@@ -47,7 +47,8 @@ class Builder:
 
     def const(self, base: str, array: np.ndarray) -> str:
         n = self.name(base)
-        self.inits.append(self.nh.from_array(np.ascontiguousarray(array), n))
+        # copy(order="C"), not ascontiguousarray: that one turns 0-d scales into shape (1,)
+        self.inits.append(self.nh.from_array(np.asarray(array).copy(order="C"), n))
         return n
 
     def node(self, op: str, inputs: list[str], base: str, **attrs) -> str:

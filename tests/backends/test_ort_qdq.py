@@ -1,0 +1,152 @@
+"""ONNX Runtime backend: per-layer <= 1 LSB on the same inputs, end to end on the zoo, refusal
+with reasons, the x86 saturation trap avoided, deterministic artifacts."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import edgeq
+from edgeq.backends import get_backend
+from edgeq.export import export, per_layer_check
+from edgeq.quant.calibrate import CalibrationData
+from edgeq.quant.pipeline import quantize_feeds
+from edgeq.runtime.reference import run_graph
+from models import data
+
+pytest.importorskip("onnxruntime", reason="the ORT backend needs onnxruntime")
+ZOO = ["digits_cnn", "mobilenet_v2", "resnet8", "ds_cnn", "transformer_block"]
+
+
+def _float_and_data(name, zoo_dir, n=24):
+    with open(os.path.join(zoo_dir, "manifest.json")) as f:
+        info = json.load(f)[name]
+    fg, _ = edgeq.optimize(edgeq.load(os.path.join(zoo_dir, info["file"])), mean=info["mean"],
+                           std=info["std"])
+    shape = info["input_shape"]
+    if name == "digits_cnn":
+        x = data.digits()[0][:n]
+    elif len(shape) == 4 and shape[1] == 3:
+        x = data.photo_crops(n, shape[-1], seed=1)
+    else:
+        x = np.random.default_rng(0).normal(size=(n,) + tuple(shape[1:])).astype(np.float32)
+    return fg, CalibrationData(fg, arrays={"input": x})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_model_on_ort_within_one_lsb_per_layer_and_end_to_end(name, zoo_dir, tmp_path):
+    fg, cal = _float_and_data(name, zoo_dir)
+    report = export(fg, cal, ["ort"], str(tmp_path), {"eval_samples": 4})
+    ort = report["targets"]["ort"]
+    # the stated bound: <= 1 LSB per layer on the same inputs (ORT requantizes in float);
+    # end to end the differences can add up through the layers: reported, sanity-bounded here
+    assert ort["verification"]["per_layer"]["max_abs_diff_lsb"] <= 1, ort["verification"]
+    assert ort["verification"]["calibration"]["max_abs_diff_lsb"] <= 4
+    assert ort["verification"]["held_out"]["max_abs_diff_lsb"] <= 4
+    assert os.path.exists(tmp_path / "model.qdq.onnx") and os.path.exists(tmp_path /
+                                                                           "model.eqm")
+    assert "QuantizeLinear" in ort["op_counts"]
+
+
+@pytest.mark.slow
+def test_mobilenet_sqnr_on_ort_within_1db_of_the_interpreter(zoo_dir, tmp_path):
+    fg, cal = _float_and_data("mobilenet_v2", zoo_dir, n=48)
+    report = export(fg, cal, ["ort"], str(tmp_path), {"eval_samples": 4})
+    ours = report["integer_interpreter"]["sqnr_db_vs_float"]
+    ort = report["targets"]["ort"]
+    assert abs(ort["sqnr_db_vs_float"] - ours) <= 1.0, (ort["sqnr_db_vs_float"], ours)
+    # the trap it avoids: ORT's default session options lose accuracy on this machine kind
+    assert ort["runtime_options"] == {"session.x64quantprecision": "1"}
+    assert ort["sqnr_db_without_runtime_options"] <= ort["sqnr_db_vs_float"]
+
+
+def test_single_layers_and_refusal():
+    from onnx import helper
+
+    from tests.passes.util import graph_of
+
+    w = np.random.default_rng(0).normal(size=(4, 2, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", group=2)]
+    fg, _ = edgeq.optimize(graph_of(nodes, {"x": (1, 4, 5, 5)}, ["y"], {"w": w}))
+    ig = edgeq.quantize(fg, np.random.default_rng(1).normal(size=(8, 1, 4, 5, 5)).astype(
+        np.float32)[:, 0]).graph
+    reasons = get_backend("ort").supports(ig)
+    assert len(reasons) == 1 and "QConvTranspose 'up'" in reasons[0] and "grouped" in reasons[0]
+    assert get_backend("ort").supports(fg)[-1].startswith("the graph is not quantized")
+
+
+def test_lookup_tables_are_exact_on_ort():
+    from onnx import helper
+
+    from tests.passes.util import graph_of
+
+    nodes = [helper.make_node("Sigmoid", ["x"], ["s"], name="sig"),
+             helper.make_node("Tanh", ["s"], ["y"], name="tanh")]
+    fg, _ = edgeq.optimize(graph_of(nodes, {"x": (1, 64)}, ["y"]))
+    x = np.random.default_rng(2).normal(0, 3, (8, 64)).astype(np.float32)
+    ig = edgeq.quantize(fg, x).graph
+    cal = CalibrationData(ig.copy(), arrays={"x": x})
+    cal.graph = fg
+    assert per_layer_check(ig, cal, [0, 1, 2])["max_abs_diff_lsb"] == 0
+
+
+def test_export_cli_is_deterministic_and_run_target_ort(tmp_path):
+    from onnx import helper
+
+    from tests.helpers import onnx_model
+
+    w = np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32)
+    m = onnx_model([helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+                    helper.make_node("Relu", ["c"], ["y"], name="relu")],
+                   {"x": (1, 3, 6, 6)}, ["y"], {"w": w})
+    (tmp_path / "m.onnx").write_bytes(m.SerializeToString())
+    x = np.random.default_rng(4).normal(size=(12, 3, 6, 6)).astype(np.float32)
+    np.save(tmp_path / "cal.npy", x)
+    cmd = [sys.executable, "-m", "edgeq.cli", "export", str(tmp_path / "m.onnx"), "--calib",
+           str(tmp_path / "cal.npy"), "--target", "ort"]
+    for out in ("a", "b"):
+        res = subprocess.run(cmd + ["-o", str(tmp_path / out)], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+    for f in ("model.eqm", "model.qdq.onnx"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+    def strip(d):
+        if isinstance(d, dict):
+            return {k: strip(v) for k, v in d.items() if not k.endswith(("_ms", "_s"))}
+        return d
+    ra, rb = (json.loads((tmp_path / o / "report.json").read_text()) for o in ("a", "b"))
+    assert strip(ra) == strip(rb)
+    np.save(tmp_path / "x.npy", x[:3])
+    outs = {}
+    for target in ("ref", "ort"):
+        res = subprocess.run([sys.executable, "-m", "edgeq.cli", "run", str(tmp_path / "a"),
+                              "--target", target, "--raw", "--input", str(tmp_path / "x.npy"),
+                              "--output", str(tmp_path / f"{target}.npy")],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        outs[target] = np.load(tmp_path / f"{target}.npy").astype(np.int64)
+    assert outs["ref"].shape == outs["ort"].shape == (3, 4, 6, 6)
+    assert np.abs(outs["ref"] - outs["ort"]).max() <= 1
+    res = subprocess.run([sys.executable, "-m", "edgeq.cli", "export", str(tmp_path / "m.onnx"),
+                          "--calib", str(tmp_path / "cal.npy"), "--target", "tflite", "-o",
+                          str(tmp_path / "c")], capture_output=True, text=True)
+    assert res.returncode == 2 and "unknown target 'tflite'" in res.stderr
+    assert not (tmp_path / "c").exists()
+
+
+def test_integer_inputs_round_trip():
+    """quantize_feeds + run_graph is what the backend is compared with: sanity of the helper."""
+    from onnx import helper
+
+    from tests.passes.util import graph_of
+
+    fg, _ = edgeq.optimize(graph_of([helper.make_node("Relu", ["x"], ["y"], name="r")],
+                                    {"x": (1, 8)}, ["y"]))
+    x = np.linspace(-1, 1, 8, dtype=np.float32)[None]
+    ig = edgeq.quantize(fg, x[None].repeat(2, 0)[:, 0]).graph
+    q = run_graph(ig, quantize_feeds(ig, {"x": x}))["y"]
+    assert q.dtype == np.int8 and q.min() >= ig.outputs[0].qparams.zero_point[0]
