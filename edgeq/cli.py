@@ -222,7 +222,7 @@ def cmd_export(args) -> int:
 
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
     if not targets:
-        raise EdgeqError("--target needs at least one of: ort")
+        raise EdgeqError("--target needs at least one of: ort, tvm")
     out = OutputDir(args.output)
     graph, _ = _load(args)
     if api.is_integer(graph):
@@ -285,9 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--output", required=True, help=".npy (one output) or .npz (by name)")
     pr.add_argument("--raw", action="store_true", help="integer models: write the integer "
                     "outputs instead of dequantized floats")
-    pr.add_argument("--target", default="ref", choices=("ref", "ort"),
-                    help="ref: edgeq's interpreter (default); ort: the exported ONNX Runtime "
-                    "artifact")
+    pr.add_argument("--target", default="ref", help="ref: edgeq's interpreter (default); ort, "
+                    "tvm: the artifact `edgeq export` wrote for that runtime")
     pr.set_defaults(fn=cmd_run)
     pq = sub.add_parser("quantize", help="integer-only (dyadic) quantization with a report")
     _add_model_args(pq)
@@ -299,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "verified against the integer interpreter")
     _add_model_args(pe)
     _add_quant_args(pe)
-    pe.add_argument("--target", default="ort", help="comma-separated targets (available: ort)")
+    pe.add_argument("--target", default="ort,tvm", help="comma-separated targets (available: "
+                    "ort, tvm; default: both)")
     pe.set_defaults(fn=cmd_export)
     return p
 

@@ -130,7 +130,7 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
         entry: dict[str, Any] = {
             "artifact": os.path.basename(path),
             "size_bytes": os.path.getsize(path),
-            "op_counts": _op_counts(path),
+            "op_counts": getattr(be, "op_counts", None) or _op_counts(path),
             "verification": {
                 "calibration": _lsb_stats(ig, be, path, data, calib_idx, sess),
                 "held_out": _lsb_stats(ig, be, path, data, held_idx, sess),

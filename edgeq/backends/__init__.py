@@ -30,8 +30,9 @@ class Backend(Protocol):
 
 def _builtins() -> dict[str, Any]:
     from edgeq.backends.ort_qdq import OrtQdqBackend
+    from edgeq.backends.tvm import TvmBackend
 
-    return {"ort": OrtQdqBackend}
+    return {"ort": OrtQdqBackend, "tvm": TvmBackend}
 
 
 def get_backend(name: str) -> Backend:

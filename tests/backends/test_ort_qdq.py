@@ -106,12 +106,13 @@ def test_export_cli_is_deterministic_and_run_target_ort(tmp_path):
     (tmp_path / "m.onnx").write_bytes(m.SerializeToString())
     x = np.random.default_rng(4).normal(size=(12, 3, 6, 6)).astype(np.float32)
     np.save(tmp_path / "cal.npy", x)
+    targets = "ort,tvm" if _has_tvm() else "ort"
     cmd = [sys.executable, "-m", "edgeq.cli", "export", str(tmp_path / "m.onnx"), "--calib",
-           str(tmp_path / "cal.npy"), "--target", "ort"]
+           str(tmp_path / "cal.npy"), "--target", targets]
     for out in ("a", "b"):
         res = subprocess.run(cmd + ["-o", str(tmp_path / out)], capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
-    for f in ("model.eqm", "model.qdq.onnx"):
+    for f in ["model.eqm", "model.qdq.onnx"] + (["model.tvm.so"] if _has_tvm() else []):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
     def strip(d):
@@ -122,7 +123,7 @@ def test_export_cli_is_deterministic_and_run_target_ort(tmp_path):
     assert strip(ra) == strip(rb)
     np.save(tmp_path / "x.npy", x[:3])
     outs = {}
-    for target in ("ref", "ort"):
+    for target in ("ref", "ort") + (("tvm",) if _has_tvm() else ()):
         res = subprocess.run([sys.executable, "-m", "edgeq.cli", "run", str(tmp_path / "a"),
                               "--target", target, "--raw", "--input", str(tmp_path / "x.npy"),
                               "--output", str(tmp_path / f"{target}.npy")],
@@ -131,11 +132,22 @@ def test_export_cli_is_deterministic_and_run_target_ort(tmp_path):
         outs[target] = np.load(tmp_path / f"{target}.npy").astype(np.int64)
     assert outs["ref"].shape == outs["ort"].shape == (3, 4, 6, 6)
     assert np.abs(outs["ref"] - outs["ort"]).max() <= 1
+    if _has_tvm():
+        assert np.array_equal(outs["ref"], outs["tvm"])  # TVM is bit-exact
     res = subprocess.run([sys.executable, "-m", "edgeq.cli", "export", str(tmp_path / "m.onnx"),
                           "--calib", str(tmp_path / "cal.npy"), "--target", "tflite", "-o",
                           str(tmp_path / "c")], capture_output=True, text=True)
     assert res.returncode == 2 and "unknown target 'tflite'" in res.stderr
     assert not (tmp_path / "c").exists()
+
+
+def _has_tvm() -> bool:
+    try:
+        import tvm  # noqa: F401
+    except ImportError:
+        print("tvm is not installed: the CLI test covers ort only")
+        return False
+    return True
 
 
 def test_integer_inputs_round_trip():
