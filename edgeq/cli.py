@@ -198,7 +198,7 @@ def cmd_quantize(args) -> int:
                        [n for n in (args.int16 or "").split(",") if n],
                        target_sqnr_db=args.target_sqnr, max_int16=args.max_int16,
                        weight_rounding=args.weight_rounding,
-                       rounding=args.rounding, equalize=not args.no_equalize,
+                       rounding=args.rounding or "edgeq", equalize=not args.no_equalize,
                        bias_correction=not args.no_bias_correction,
                        calib_samples=args.calib_samples, eval_samples=args.eval_samples,
                        progress=None)
@@ -222,7 +222,7 @@ def cmd_export(args) -> int:
 
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
     if not targets:
-        raise EdgeqError("--target needs at least one of: ort, tvm")
+        raise EdgeqError("--target needs at least one of: ort, tflite, tflm, tvm, ethos-u")
     out = OutputDir(args.output)
     graph, _ = _load(args)
     if api.is_integer(graph):
@@ -241,8 +241,8 @@ def cmd_export(args) -> int:
             json.dump(report, f, indent=2, sort_keys=True)
             f.write("\n")
     print(format_export(report))
-    print(f"wrote {args.output}/: " + ", ".join(
-        ["model.eqm"] + [t["artifact"] for t in report["targets"].values()] + ["report.json"]))
+    files = ["model.eqm"] + [t["artifact"] for t in report["targets"].values()] + ["report.json"]
+    print(f"wrote {args.output}/: " + ", ".join(dict.fromkeys(files)))
     return 0
 
 
@@ -259,8 +259,9 @@ def _add_quant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-sqnr", type=float, default=40.0, help="dB, for --int16 auto")
     p.add_argument("--max-int16", type=int, default=8, help="at most this many int16 values "
                    "with --int16 auto")
-    p.add_argument("--rounding", default="edgeq", choices=("edgeq", "tflite"),
-                   help="requantization rounding rule (docs/numerics.md)")
+    p.add_argument("--rounding", choices=("edgeq", "tflite"),
+                   help="requantization rule (docs/numerics.md): edgeq (default), or tflite "
+                   "(TFLite's arithmetic; export picks it when a TFLite target is asked for)")
     p.add_argument("--weight-rounding", default="gptq", choices=("gptq", "nearest"),
                    help="gptq (default): error-compensated rounding using calibration data; "
                    "nearest: plain rounding")
@@ -298,8 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "verified against the integer interpreter")
     _add_model_args(pe)
     _add_quant_args(pe)
-    pe.add_argument("--target", default="ort,tvm", help="comma-separated targets (available: "
-                    "ort, tvm; default: both)")
+    pe.add_argument("--target", default="ort,tflite,tflm,tvm", help="comma-separated targets: "
+                    "ort, tflite (LiteRT), tflm (TFLite Micro), tvm, ethos-u (Vela) (default: "
+                    "ort,tflite,tflm,tvm)")
     pe.set_defaults(fn=cmd_export)
     return p
 

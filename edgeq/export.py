@@ -37,6 +37,7 @@ def split(data: CalibrationData) -> tuple[CalibrationData, list[int], list[int]]
 
 def _lsb_stats(ig: Graph, backend, path: str, data: CalibrationData, idx: Sequence[int],
                session) -> dict[str, Any]:
+    ig = getattr(backend, "reference_graph", lambda g: g)(ig)  # the runtime's exact rules
     max_d, total, count = 0, 0.0, 0
     for i in idx:
         feeds = data.sample(i)
@@ -109,7 +110,14 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
 
     backends = {t: get_backend(t) for t in targets}
     calib, calib_idx, held_idx = split(data)
-    res = quantize(fg, calib, progress=progress, **(quant_options or {}))
+    opts = dict(quant_options or {})
+    if {"tflite", "tflm", "ethos-u"} & set(targets):
+        if opts.get("rounding") not in (None, "tflite"):
+            raise EdgeqError("TFLite targets need --rounding tflite (their kernels' arithmetic)")
+        opts["rounding"] = "tflite"
+    elif opts.get("rounding") is None:
+        opts.pop("rounding", None)
+    res = quantize(fg, calib, progress=progress, **opts)
     ig = res.graph
     problems = [f"{t}: {r}" for t, be in backends.items() for r in be.supports(ig)]
     if problems:
@@ -126,6 +134,12 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
         t0 = time.perf_counter()
         path = be.lower(ig, out_dir)
         lower_s = time.perf_counter() - t0
+        if not getattr(be, "runs_on_host", True):
+            report["targets"][name] = {
+                "artifact": os.path.basename(path), "size_bytes": os.path.getsize(path),
+                "lower_time_s": round(lower_s, 3), "summary": be.summary,
+                "verification": "not run: no simulator for this target on this host"}
+            continue
         sess = be.session(path)
         entry: dict[str, Any] = {
             "artifact": os.path.basename(path),
@@ -139,6 +153,15 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
             "lower_time_s": round(lower_s, 3),
             "latency_ms": _latency_ms(be, path, data.sample(0)),
         }
+        if name == "tflm":
+            entry["arena_bytes"] = be.arena_bytes
+        if name == "tflite":
+            from edgeq.backends.tflite import per_layer_xnnpack
+
+            envs = [run_graph(ig, quantize_feeds(ig, data.sample(i)), keep=True)
+                    for i in calib_idx[:2]]
+            entry["verification"]["per_layer_default_delegate"] = per_layer_xnnpack(ig, envs)
+            entry["verification"]["reference_kernels"] = "BUILTIN_REF"
         if name == "ort":
             from edgeq.backends.ort_qdq import SESSION_CONFIG
 
@@ -180,15 +203,33 @@ def format_export(report: dict[str, Any]) -> str:
     rows = []
     for name, t in report["targets"].items():
         v = t["verification"]
+        if not isinstance(v, dict):
+            continue
         rows.append([name, t["artifact"], t["size_bytes"], v["calibration"]["max_abs_diff_lsb"],
                      v["held_out"]["max_abs_diff_lsb"],
-                     v.get("per_layer", {}).get("max_abs_diff_lsb", "-"),
+                     (v.get("per_layer") or v.get("per_layer_default_delegate") or
+                      {}).get("max_abs_diff_lsb", "-"),
                      t["sqnr_db_vs_float"], t["latency_ms"]])
     table = format_table(rows, ["target", "artifact", "bytes", "max LSB (calib)",
                                 "max LSB (held-out)", "max LSB per layer", "SQNR dB",
                                 "latency ms"])
     lines = [table, f"integer interpreter: SQNR {report['integer_interpreter']['sqnr_db_vs_float']}"
              f" dB vs float on held-out samples"]
+    for name, t in report["targets"].items():
+        if "arena_bytes" in t:
+            lines.append(f"{name}: smallest TFLite Micro arena that allocates: "
+                         f"{t['arena_bytes']:,} bytes")
+        if "summary" in t:
+            sm = t["summary"]
+            lines.append(f"{name}: Vela ({sm['accelerator_config']}): SRAM "
+                         f"{sm.get('sram_memory_used')} KiB, NPU cycles {sm.get('cycles_npu')}, "
+                         f"{sm.get('npu_operators')} NPU / {sm.get('cpu_operators')} CPU "
+                         f"operators; not run here ({t['verification']})")
+        if "per_layer_default_delegate" in t.get("verification", {}):
+            lines.append(f"{name}: bit-exactness is on LiteRT's reference kernels; the default "
+                         f"XNNPACK path is within "
+                         f"{t['verification']['per_layer_default_delegate']['max_abs_diff_lsb']}"
+                         f" LSB per layer")
     ort = report["targets"].get("ort")
     if ort:
         lines.append(f"ort: runs with {ort['runtime_options']} (recorded in the model's metadata;"

@@ -29,10 +29,13 @@ class Backend(Protocol):
 
 
 def _builtins() -> dict[str, Any]:
+    from edgeq.backends.ethos_u import EthosUBackend
     from edgeq.backends.ort_qdq import OrtQdqBackend
+    from edgeq.backends.tflite import TflmBackend, TfliteBackend
     from edgeq.backends.tvm import TvmBackend
 
-    return {"ort": OrtQdqBackend, "tvm": TvmBackend}
+    return {"ort": OrtQdqBackend, "tflite": TfliteBackend, "tflm": TflmBackend,
+            "tvm": TvmBackend, "ethos-u": EthosUBackend}
 
 
 def get_backend(name: str) -> Backend:

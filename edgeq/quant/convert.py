@@ -398,6 +398,16 @@ def _add(cv: Converter, node: Node) -> None:
     _, shift = quantize_multiplier(max(ma, mb))
     sign = -1 if node.op == "Sub" else 1
     lo, hi = cv.act_bounds(node, qp, dtype)
+    if cv.cfg.rounding == "tflite":  # TFLite's ADD/SUB arithmetic (docs/numerics.md)
+        twice_max = 2 * max(f32(a.qparams.scale[0]), f32(b.qparams.scale[0]))
+        am, an = quantize_multiplier(f32(a.qparams.scale[0]) / twice_max)
+        bm, bn = quantize_multiplier(f32(b.qparams.scale[0]) / twice_max)
+        om, on = quantize_multiplier(twice_max / ((1 << 20) * f32(qp.scale[0])))
+        cv.emit("QAdd", node, [a, b], dict(
+            flavor="tflite", a_zp=a.qparams.zero_point[0], b_zp=b.qparams.zero_point[0],
+            y_zp=qp.zero_point[0], a_mult=am, a_shift=an, b_mult=bm, b_shift=bn, multiplier=om,
+            shift=on, subtract=int(node.op == "Sub"), act_min=lo, act_max=hi), out, qp, dtype)
+        return
     cv.emit("QAdd", node, [a, b], dict(a_zp=a.qparams.zero_point[0],
                                        b_zp=b.qparams.zero_point[0], y_zp=qp.zero_point[0],
                                        a_mult=int(round(ma * 2 ** shift)),
@@ -429,7 +439,7 @@ def _mul(cv: Converter, node: Node) -> None:
     rank = len(out.shape)
     full = (1,) * (rank - c.ndim) + c.shape
     per_channel = c.size > 1 and rank >= 2 and full[1] == c.size and \
-        all(d == 1 for i, d in enumerate(full) if i != 1)
+        all(d == 1 for i, d in enumerate(full) if i != 1) and cv.cfg.rounding != "tflite"
     if c.size == 1 or per_channel:
         flat = c.reshape(-1)
         # symmetric int8 per channel; the sign goes into the integer, the scale stays positive
@@ -510,6 +520,21 @@ def _average(cv: Converter, node: Node) -> None:
     lo, hi = INT_RANGE[dtype]
     attrs = dict(node.attrs, x_zp=x.qparams.zero_point[0], y_zp=qp.zero_point[0], act_min=lo,
                  act_max=hi)
+    gap_like = node.op == "GlobalAveragePool" or (
+        node.op == "ReduceMean" and node.attrs.get("axes") == [2, 3] and
+        node.attrs.get("keepdims", 1) and len(x.shape) == 4)
+    tflite_pool = node.op == "AveragePool" and not (
+        node.attrs.get("count_include_pad", 0) and any(node.attrs["pads"]))
+    if cv.cfg.rounding == "tflite" and (tflite_pool or gap_like):
+        # TFLite's AVERAGE_POOL_2D: same quantization in and out, integer rounding division
+        qp, dtype = x.qparams, x.dtype
+        lo, hi = INT_RANGE[dtype]
+        pool = dict(node.attrs) if node.op == "AveragePool" else {
+            "kernel_shape": list(x.shape[2:]), "strides": [1, 1], "pads": [0, 0, 0, 0]}
+        pool.update(flavor="tflite", x_zp=x.qparams.zero_point[0], y_zp=qp.zero_point[0],
+                    act_min=lo, act_max=hi)
+        cv.emit("QAveragePool", node, [x], pool, out, qp, dtype)
+        return
     if node.op == "AveragePool":
         counts = avg_pool_divisor(x.shape[2:], node.attrs).reshape(-1)
         m, n = quantize_multipliers(np.array([effective_scale(x.qparams.scale[0],

@@ -67,7 +67,14 @@ def qmatmul(a: Attrs, x, y):
 
 @kernel("QAdd")
 def qadd(a: Attrs, x, y):
-    """y_zp + rescale((x - x_zp) * a_mult + (y - y_zp_in) * b_mult, 1, shift)."""
+    """y_zp + rescale((x - x_zp) * a_mult + (y - y_zp_in) * b_mult, 1, shift); the tflite
+    flavor follows TFLite's ADD/SUB (inputs << 20, rescaled each, summed, rescaled)."""
+    if a.get("flavor") == "tflite":
+        r = "tflite"
+        sa = rescale(_centered(x, a["a_zp"]) << 20, a["a_mult"], a["a_shift"], r)
+        sb = rescale(_centered(y, a["b_zp"]) << 20, a["b_mult"], a["b_shift"], r)
+        total = sa - sb if a.get("subtract") else sa + sb
+        return (_out(rescale(total, a["multiplier"], a["shift"], r), a),)
     ax = a.get("axis")
     am = np.asarray(a["a_mult"], np.int64)
     bm = np.asarray(a["b_mult"], np.int64)
@@ -90,8 +97,22 @@ def requantize(a: Attrs, x):
     return (_requant(_centered(x, a["x_zp"]), a),)
 
 
+def _tflite_average_pool(a: Attrs, x):
+    """TFLite AVERAGE_POOL_2D: the raw int8 sum over the window's valid elements divided by
+    their count, rounded half away from zero (integer division, TFLite's own rule); the output
+    keeps the input's quantization."""
+    xs, ohw, d = _pool_pad(x.astype(np.int64), a, 0)
+    ones, _, _ = _pool_pad(np.ones((1, 1) + x.shape[2:], np.int64), a, 0)
+    total = windows(xs, a["kernel_shape"], a["strides"], d, ohw).sum(axis=(4, 5))
+    count = windows(ones, a["kernel_shape"], a["strides"], d, ohw).sum(axis=(4, 5))
+    q = np.where(total > 0, (total + count // 2) // count, -((-total + count // 2) // count))
+    return (np.clip(q, a["act_min"], a["act_max"]).astype(a["dtype"]),)
+
+
 @kernel("QAveragePool")
 def qaverage_pool(a: Attrs, x):
+    if a.get("flavor") == "tflite":
+        return _tflite_average_pool(a, x)
     xc = _centered(x, a["x_zp"])
     xp, ohw, d = _pool_pad(xc, a, 0)
     acc = windows(xp, a["kernel_shape"], a["strides"], d, ohw).sum(axis=(4, 5))

@@ -18,9 +18,8 @@ def supports(graph: Graph) -> list[str]:
     reasons = []
     if graph.metadata.get("quantized") != "int":
         reasons.append("the graph is not quantized (run edgeq quantize first)")
-    if graph.metadata.get("rounding", "edgeq") != "edgeq":
-        reasons.append(f"rounding rule {graph.metadata.get('rounding')!r}: the TVM backend "
-                       f"implements edgeq's rule only")
+    if graph.metadata.get("rounding", "edgeq") not in ("edgeq", "tflite"):
+        reasons.append(f"rounding rule {graph.metadata.get('rounding')!r} is not implemented")
     for n in graph.nodes:
         if n.op not in LOWER:
             reasons.append(f"{n.op} '{n.name}': no Relax lowering for this op yet")
@@ -63,14 +62,38 @@ class Lowerer:
         shape[axis if axis is not None else -1] = a.size
         return a.reshape(shape)
 
-    def rescale(self, acc, m, n, rank: int, axis: int | None = None):
-        """(acc * m + 2**(n-1)) >> n in int64: the edgeq rule."""
+    def rescale(self, acc, m, n, rank: int, axis: int | None = None, rule: str = "edgeq"):
+        """(acc * m + 2**(n-1)) >> n in int64 (the edgeq rule), or TFLite's
+        MultiplyByQuantizedMultiplier (docs/numerics.md section 3)."""
         m = self.per_axis(m, rank, axis)
         n = self.per_axis(n, rank, axis)
+        if rule == "tflite":
+            return self.rescale_tflite(acc, m, n)
         half = np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), 0)
         acc = self.op.astype(acc, "int64")
         prod = self.op.add(self.op.multiply(acc, self.c(m)), self.c(half.astype(np.int64)))
         return self.emit(self.op.right_shift(prod, self.c(n.astype(np.int64))))
+
+    def rescale_tflite(self, acc, m: np.ndarray, n: np.ndarray):
+        op, i64 = self.op, (lambda v: self.c(np.asarray(v, np.int64)))
+        left = np.maximum(31 - n, 0)
+        right = np.maximum(n - 31, 0)
+        x = op.multiply(op.astype(acc, "int64"), i64(np.left_shift(np.int64(1), left)))
+        x = self.emit(op.clip(x, -(1 << 31), (1 << 31) - 1))
+        ab = self.emit(op.multiply(x, i64(m)))
+        s = self.emit(op.add(ab, op.where(op.greater_equal(ab, i64(0)), i64(1 << 30),
+                                          i64(1 - (1 << 30)))))
+        # C++ division by 2**31 truncates toward zero
+        hi = self.emit(op.where(op.greater_equal(s, i64(0)), op.right_shift(s, i64(31)),
+                                op.negative(op.right_shift(op.negative(s), i64(31)))))
+        mask = np.left_shift(np.int64(1), right) - 1
+        rem = op.bitwise_and(hi, i64(mask))
+        threshold = op.add(i64(mask >> 1), op.astype(op.less(hi, i64(0)), "int64"))
+        return self.emit(op.add(op.right_shift(hi, i64(right)),
+                                op.astype(op.greater(rem, threshold), "int64")))
+
+    def rule(self, node: Node) -> str:
+        return node.attrs.get("rounding", "edgeq")
 
     def out(self, y, node: Node):
         a = node.attrs
@@ -101,7 +124,7 @@ def _conv(lw: Lowerer, n: Node) -> None:
             output_padding=a["output_padding"], groups=a["group"], out_dtype=dt))
     b = n.inputs[2].const.astype(np.int64).reshape(1, -1, 1, 1)
     acc = lw.emit(lw.op.add(lw.op.astype(acc, "int64"), lw.c(b)))
-    lw.out(lw.rescale(acc, a["multiplier"], a["shift"], 4, 1), n)
+    lw.out(lw.rescale(acc, a["multiplier"], a["shift"], 4, 1, rule=lw.rule(n)), n)
 
 
 @lowering("QGemm")
@@ -113,7 +136,8 @@ def _gemm(lw: Lowerer, n: Node) -> None:
                                lw.c(np.ascontiguousarray(w.const.T).astype(dt)), out_dtype=dt))
     acc = lw.emit(lw.op.add(lw.op.astype(acc, "int64"),
                             lw.c(n.inputs[2].const.astype(np.int64))))
-    lw.out(lw.rescale(acc, a["multiplier"], a["shift"], len(x.shape), -1), n)
+    lw.out(lw.rescale(acc, a["multiplier"], a["shift"], len(x.shape), -1,
+                      rule=lw.rule(n)), n)
 
 
 @lowering("QMatMul")
@@ -122,13 +146,25 @@ def _matmul(lw: Lowerer, n: Node) -> None:
     x, y = n.inputs
     acc = lw.emit(lw.op.matmul(lw.centered(x, a["a_zp"], "int64"),
                                lw.centered(y, a["b_zp"], "int64"), out_dtype="int64"))
-    lw.out(lw.rescale(acc, a["multiplier"], a["shift"], len(n.outputs[0].shape)), n)
+    lw.out(lw.rescale(acc, a["multiplier"], a["shift"], len(n.outputs[0].shape),
+                      rule=lw.rule(n)), n)
 
 
 @lowering("QAdd")
 def _add(lw: Lowerer, n: Node) -> None:
     a = n.attrs
     x, y = n.inputs
+    if a.get("flavor") == "tflite":  # TFLite ADD/SUB: inputs << 20, rescaled, summed, rescaled
+        rank = len(n.outputs[0].shape)
+        sa = lw.rescale(lw.emit(lw.op.left_shift(lw.centered(x, a["a_zp"], "int64"),
+                                                 _i64(lw, 20))), a["a_mult"], a["a_shift"],
+                        rank, rule="tflite")
+        sb = lw.rescale(lw.emit(lw.op.left_shift(lw.centered(y, a["b_zp"], "int64"),
+                                                 _i64(lw, 20))), a["b_mult"], a["b_shift"],
+                        rank, rule="tflite")
+        total = lw.emit(lw.op.subtract(sa, sb) if a.get("subtract") else lw.op.add(sa, sb))
+        lw.out(lw.rescale(total, a["multiplier"], a["shift"], rank, rule="tflite"), n)
+        return
     acc = lw.op.add(lw.op.multiply(lw.centered(x, a["a_zp"], "int64"), lw.c(np.int64(
         a["a_mult"]))), lw.op.multiply(lw.centered(y, a["b_zp"], "int64"),
                                        lw.c(np.int64(a["b_mult"]))))
@@ -142,14 +178,14 @@ def _mul(lw: Lowerer, n: Node) -> None:
     acc = lw.emit(lw.op.multiply(lw.centered(x, a["a_zp"], "int64"),
                                  lw.centered(y, a["b_zp"], "int64")))
     lw.out(lw.rescale(acc, a["multiplier"], a["shift"], len(n.outputs[0].shape),
-                      a.get("axis")), n)
+                      a.get("axis"), rule=lw.rule(n)), n)
 
 
 @lowering("Requantize")
 def _requantize(lw: Lowerer, n: Node) -> None:
     a = n.attrs
     lw.out(lw.rescale(lw.centered(n.inputs[0], a["x_zp"], "int64"), a["multiplier"],
-                      a["shift"], len(n.outputs[0].shape)), n)
+                      a["shift"], len(n.outputs[0].shape), rule=lw.rule(n)), n)
 
 
 def _window_sum(lw: Lowerer, n: Node, xc, c: int):
@@ -172,11 +208,24 @@ def _window_sum(lw: Lowerer, n: Node, xc, c: int):
 def _avgpool(lw: Lowerer, n: Node) -> None:
     a = n.attrs
     x = n.inputs[0]
+    if a.get("flavor") == "tflite":  # raw sum / valid count, rounded half away from zero
+        op = lw.op
+        total = op.astype(_window_sum(lw, n, lw.emit(op.astype(lw.val(x), "int32")),
+                                      x.shape[1]), "int64")
+        ones = lw.c(np.ones((1, 1) + tuple(x.shape[2:]), np.int32))
+        count = lw.emit(op.astype(_window_sum(lw, n, ones, 1), "int64"))
+        half = op.right_shift(count, _i64(lw, 1))
+        pos = op.floor_divide(op.add(total, half), count)
+        neg = op.negative(op.floor_divide(op.add(op.negative(total), half), count))
+        q = lw.emit(op.where(op.greater(total, _i64(lw, 0)), pos, neg))
+        lw.env[n.outputs[0].name] = lw.emit(op.astype(op.clip(q, int(a["act_min"]),
+                                                              int(a["act_max"])), a["dtype"]))
+        return
     acc = _window_sum(lw, n, lw.centered(x, a["x_zp"]), x.shape[1])
     oh, ow = n.outputs[0].shape[2:]
     m = np.asarray(a["multiplier"], np.int64).reshape(1, 1, oh, ow)
     s = np.asarray(a["shift"], np.int64).reshape(1, 1, oh, ow)
-    lw.out(lw.rescale(acc, m, s, 4), n)
+    lw.out(lw.rescale(acc, m, s, 4, rule=lw.rule(n)), n)
 
 
 @lowering("QGlobalAveragePool", "QReduceMean")
@@ -189,7 +238,8 @@ def _mean(lw: Lowerer, n: Node) -> None:
         axes = a.get("axes") or list(range(len(x.shape)))
         keep = bool(a.get("keepdims", 1))
     acc = lw.emit(lw.op.sum(lw.centered(x, a["x_zp"], "int64"), axis=axes, keepdims=keep))
-    lw.out(lw.rescale(acc, a["multiplier"], a["shift"], len(n.outputs[0].shape)), n)
+    lw.out(lw.rescale(acc, a["multiplier"], a["shift"], len(n.outputs[0].shape),
+                      rule=lw.rule(n)), n)
 
 
 def _i64(lw: Lowerer, v) -> object:
@@ -281,7 +331,7 @@ def _layer_norm(lw: Lowerer, n: Node) -> None:
     t = _shift_half_up(lw, op.multiply(c, r), lw.emit(op.subtract(kk, _i64(lw, 16))))
     if a.get("gamma_sign") is not None:
         t = lw.emit(op.multiply(t, lw.c(np.asarray(a["gamma_sign"], np.int64))))
-    y = lw.rescale(t, a["multiplier"], np.asarray(a["shift"]) + 16, rank, -1)
+    y = lw.rescale(t, a["multiplier"], np.asarray(a["shift"]) + 16, rank, -1, rule=lw.rule(n))
     if a.get("beta_q") is not None:
         y = lw.emit(op.add(y, lw.c(np.asarray(a["beta_q"], np.int64))))
     lw.out(y, n)

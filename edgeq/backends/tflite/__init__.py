@@ -1,0 +1,190 @@
+"""TFLite backend: one .tflite flatbuffer, run on LiteRT (reference kernels, or the default
+XNNPACK path) and on TFLite Micro. See lower.py for the format and the arithmetic contract.
+
+``tflite`` runs LiteRT's reference kernels (``OpResolverType.BUILTIN_REF``: bit-exact with the
+integer interpreter); ``tflm`` runs the TFLite Micro interpreter. Inputs are NHWC inside the
+model; the runners take and return edgeq's NCHW arrays.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from edgeq.backends.tflite.lower import lower_graph, supports
+from edgeq.ir.graph import EdgeqError, Graph
+
+ARTIFACT = "model.tflite"
+
+
+def _load_graph(path: str):
+    from edgeq import serialize
+
+    eqm = os.path.join(os.path.dirname(path), "model.eqm")
+    if not os.path.exists(eqm):
+        raise EdgeqError(f"{path}: model.eqm must sit beside the .tflite file (it holds the "
+                         f"input and output quantization)")
+    return serialize.load(eqm)
+
+
+def _to_nhwc(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if a.ndim == 4 else a
+
+
+def _to_nchw(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if a.ndim == 4 else a
+
+
+class _Base:
+    artifact = ARTIFACT
+
+    def supports(self, graph: Graph) -> list[str]:
+        return supports(graph)
+
+    def lower(self, graph: Graph, out_dir: str) -> str:
+        path = os.path.join(out_dir, self.artifact)
+        if not os.path.exists(path):  # tflite and tflm share one artifact
+            with open(path, "wb") as f:
+                f.write(lower_graph(graph))
+        return path
+
+    def run(self, path: str, feeds, raw: bool = False, session=None):
+        from edgeq.quant.pipeline import dequantize_array, quantize_feeds
+
+        sess, graph = session or self.session(path)
+        q = quantize_feeds(graph, feeds)
+        outs = self._invoke(sess, [_to_nhwc(q[v.name]) for v in graph.inputs])
+        res = {}
+        for v, o in zip(graph.outputs, outs):
+            o = _to_nchw(o)
+            res[v.name] = o if raw else dequantize_array(o, v.qparams)
+        return res
+
+
+class TfliteBackend(_Base):
+    """LiteRT with its reference kernels (the bit-exact check)."""
+
+    name = "tflite"
+
+    def __init__(self, resolver: str = "BUILTIN_REF"):
+        self.resolver = resolver
+
+    @staticmethod
+    def reference_graph(graph: Graph) -> Graph:
+        """The integer model as LiteRT's reference kernels compute it: their FULLY_CONNECTED
+        requantizes with a single rounding (edgeq's rule), their other ops with TFLite's double
+        rounding (measured; docs/numerics.md)."""
+        g = graph.copy()
+        for n in g.nodes:
+            if n.op == "QGemm":
+                n.attrs["rounding"] = "edgeq"
+        return g
+
+    def session(self, path: str, threads: int = 0, apply_metadata: bool = True):
+        from ai_edge_litert import interpreter as li
+
+        interp = li.Interpreter(model_path=path, num_threads=threads or None,
+                                experimental_op_resolver_type=getattr(li.OpResolverType,
+                                                                      self.resolver))
+        interp.allocate_tensors()
+        return interp, _load_graph(path)
+
+    def _invoke(self, interp, arrays):
+        for d, a in zip(interp.get_input_details(), arrays):
+            interp.set_tensor(d["index"], a)
+        interp.invoke()
+        return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+
+
+class TflmBackend(_Base):
+    """TFLite Micro's Python interpreter, with the smallest arena that allocates."""
+
+    name = "tflm"
+
+    def session(self, path: str, threads: int = 0, apply_metadata: bool = True):
+        from tflite_micro.python.tflite_micro import runtime
+
+        with open(path, "rb") as f:
+            data = f.read()
+        self.arena_bytes = smallest_arena(data)
+        return runtime.Interpreter.from_bytes(data, arena_size=self.arena_bytes), \
+            _load_graph(path)
+
+    def run(self, path: str, feeds, raw: bool = False, session=None):
+        self._n_out = len((session or self.session(path))[1].outputs) if session is None \
+            else len(session[1].outputs)
+        return super().run(path, feeds, raw, session)
+
+    def _invoke(self, interp, arrays):
+        for i, a in enumerate(arrays):
+            interp.set_input(a, i)
+        interp.invoke()
+        outs = [interp.get_output(i) for i in range(self._n_out)]
+        interp.reset()
+        return outs
+
+
+def single_node_graph(graph: Graph, node) -> Graph:
+    """A graph holding just ``node`` (its activation inputs become graph inputs)."""
+    g = Graph(f"{graph.name}/{node.name}")
+    g.metadata = dict(graph.metadata)
+    sub = graph.copy()
+    n = next(x for x in sub.nodes if x.name == node.name)
+    g.nodes = [n]
+    g.inputs = [v for v in n.inputs if v is not None and not v.is_const]
+    g.outputs = list(n.outputs)
+    for v in g.inputs:
+        v.producer = None
+    for v in g.inputs + g.outputs + [v for v in n.inputs if v is not None]:
+        g.values[v.name] = v
+    return g
+
+
+def per_layer_xnnpack(graph: Graph, envs: list[dict]) -> dict:
+    """Each node alone on LiteRT's default (XNNPACK) path, fed the integer interpreter's own
+    inputs, against its outputs: the per-layer bound on that path."""
+    from ai_edge_litert import interpreter as li
+
+    worst, worst_name = 0, None
+    for node in graph.nodes:
+        sub = single_node_graph(graph, node)
+        interp = li.Interpreter(model_content=lower_graph(sub))
+        interp.allocate_tensors()
+        for env in envs:
+            outs = TfliteBackend._invoke(None, interp, [_to_nhwc(env[v.name])
+                                                        for v in sub.inputs])
+            for v, o in zip(sub.outputs, outs):
+                d = int(np.abs(_to_nchw(o).astype(np.int64) - env[v.name].astype(
+                    np.int64)).max())
+                if d > worst:
+                    worst, worst_name = d, node.name
+    return {"max_abs_diff_lsb": worst, "worst_layer": worst_name, "samples": len(envs)}
+
+
+def smallest_arena(data: bytes, hi: int = 1 << 24) -> int:
+    """Binary search (to 16 bytes) for the smallest TFLM arena that allocates the model."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    def ok(n: int) -> bool:
+        # TFLM prints each failed allocation to the C stderr: silence it while probing
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        try:
+            runtime.Interpreter.from_bytes(data, arena_size=n)
+            return True
+        except Exception:
+            return False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+    if not ok(hi):
+        raise EdgeqError(f"TFLite Micro cannot allocate this model even with {hi} bytes")
+    lo = 0
+    while hi - lo > 16:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi

@@ -1,0 +1,378 @@
+"""Integer graph (quantized with ``rounding="tflite"``) -> a .tflite flatbuffer, NHWC.
+
+Written with the schema's object API from the ``tflite-micro`` wheel; no TensorFlow needed.
+The integer graph already follows TFLite's int8 arithmetic op by op (its multipliers, ADD's
+20-bit left shift, AVERAGE_POOL's rounding division), so the reference kernels reproduce the
+integer interpreter bit for bit. 4-D activations are NHWC; padding is TFLite's SAME or VALID
+when edgeq's explicit pads match one of them, else an explicit PADV2.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from edgeq.ir.graph import DType, Graph, Node, Value
+from edgeq.ir.registry import registrar
+
+LOWER: dict[str, Callable] = {}
+lowering = registrar(LOWER)
+NCHW_TO_NHWC = [0, 2, 3, 1]
+AXIS_TO_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
+
+
+def _schema():
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+
+    return s
+
+
+def same_pads(in_hw, k, s, d) -> list[int]:
+    """TFLite's SAME padding as explicit [top, left, bottom, right]."""
+    out = []
+    for i in range(2):
+        o = -(-in_hw[i] // s[i])
+        total = max(0, (o - 1) * s[i] + (k[i] - 1) * d[i] + 1 - in_hw[i])
+        out.append((total // 2, total - total // 2))
+    return [out[0][0], out[1][0], out[0][1], out[1][1]]
+
+
+def supports(graph: Graph) -> list[str]:
+    reasons = []
+    if graph.metadata.get("quantized") != "int":
+        reasons.append("the graph is not quantized (run edgeq quantize first)")
+    elif graph.metadata.get("rounding") != "tflite":
+        reasons.append("quantize with --rounding tflite: TFLite's kernels round differently from "
+                       "edgeq's rule, and exactness needs the integer model to follow theirs")
+    for n in graph.nodes:
+        why = None
+        if n.op not in LOWER:
+            why = "no TFLite lowering for this op"
+        elif any(v is not None and not v.is_const and v.dtype != DType.INT8
+                 for v in n.inputs + n.outputs):
+            why = "int16 activations are not lowered to TFLite"
+        elif n.op == "QConv":
+            g, c = n.attrs["group"], n.inputs[0].shape[1]
+            if g != 1 and not (g == c and n.inputs[1].shape[1] == 1):
+                why = f"grouped convolution (group={g}, {c} channels) has no TFLite builtin"
+        elif n.op == "QAveragePool" and n.attrs.get("flavor") != "tflite":
+            why = "average pooling that counts padding has no TFLite form"
+        elif n.op in ("QAveragePool", "MaxPool") and n.attrs.get("ceil_mode"):
+            why = "ceil_mode pooling has no TFLite form"
+        elif n.op == "QAveragePool" and any(n.attrs["pads"]) and n.attrs["pads"] != same_pads(
+                n.inputs[0].shape[2:], n.attrs["kernel_shape"], n.attrs["strides"], [1, 1]):
+            why = "average pooling padding is neither SAME nor VALID"
+        elif n.op == "QGemm" and len(n.inputs[0].shape) != 2:
+            why = "fully connected layers on inputs of rank > 2 are not lowered yet"
+        elif n.op == "QMul" and len(n.inputs[1].qparams.scale if n.inputs[1].qparams else ()) > 1:
+            why = "per-channel constant multipliers have no TFLite MUL form"
+        elif n.op == "Pad" and (n.attrs.get("mode", "constant") != "constant"
+                                or min(n.attrs["pads"]) < 0):
+            why = "only constant, non-negative padding is lowered"
+        if why:
+            reasons.append(f"{n.op} '{n.name}': {why}")
+    return reasons
+
+
+class Writer:
+    def __init__(self, graph: Graph):
+        self.s = _schema()
+        self.graph = graph
+        self.tensors: list = []
+        self.buffers: list = [self.s.BufferT()]  # buffer 0: the empty buffer
+        self.ops: list = []
+        self.op_codes: list = []
+        self.code_index: dict[int, int] = {}
+        self.index: dict[str, int] = {}
+
+    # --- tensors ------------------------------------------------------------------------------
+    def _qparams(self, scale, zp, dim=0):
+        q = self.s.QuantizationParametersT()
+        q.scale = [float(x) for x in scale]
+        q.zeroPoint = [int(z) for z in zp]
+        q.quantizedDimension = dim
+        return q
+
+    def tensor(self, name: str, shape, dtype, data: np.ndarray | None = None, q=None) -> int:
+        t = self.s.TensorT()
+        t.name = name
+        t.shape = [int(d) for d in shape]
+        t.type = {np.dtype("int8"): self.s.TensorType.INT8,
+                  np.dtype("int32"): self.s.TensorType.INT32}[np.dtype(dtype)]
+        t.buffer = 0
+        if data is not None:
+            b = self.s.BufferT()
+            b.data = np.ascontiguousarray(data, dtype).reshape(-1).view(np.uint8).tolist()
+            self.buffers.append(b)
+            t.buffer = len(self.buffers) - 1
+        t.quantization = q
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    @staticmethod
+    def nhwc_shape(shape) -> list[int]:
+        return [shape[i] for i in NCHW_TO_NHWC] if len(shape) == 4 else list(shape)
+
+    def act(self, v: Value) -> int:
+        """The tensor of an integer activation value (created on first use)."""
+        if v.name in self.index:
+            return self.index[v.name]
+        if v.is_const:
+            data = v.const
+            if data.ndim == 4:
+                data = data.transpose(NCHW_TO_NHWC)
+            qp = v.qparams
+            i = self.tensor(v.name, data.shape, data.dtype, data,
+                            self._qparams(qp.scale, qp.zero_point) if qp else None)
+        else:
+            qp = v.qparams
+            i = self.tensor(v.name, self.nhwc_shape(v.shape), np.int8, None,
+                            self._qparams(qp.scale, qp.zero_point))
+        self.index[v.name] = i
+        return i
+
+    def const_i32(self, name: str, data) -> int:
+        a = np.asarray(data, np.int32)
+        return self.tensor(name, a.shape, np.int32, a)
+
+    # --- operators ----------------------------------------------------------------------------
+    def op(self, code: int, inputs: list[int], outputs: list[int], opt_type=0, options=None):
+        if code not in self.code_index:
+            oc = self.s.OperatorCodeT()
+            oc.builtinCode = code
+            oc.deprecatedBuiltinCode = min(code, 127)
+            oc.version = 1
+            self.op_codes.append(oc)
+            self.code_index[code] = len(self.op_codes) - 1
+        o = self.s.OperatorT()
+        o.opcodeIndex = self.code_index[code]
+        o.inputs, o.outputs = inputs, outputs
+        o.builtinOptionsType = opt_type
+        o.builtinOptions = options
+        self.ops.append(o)
+
+    def fused(self, n: Node) -> int:
+        """The fused activation whose clamp equals the integer op's [act_min, act_max]."""
+        af = self.s.ActivationFunctionType
+        v = n.outputs[0]
+        s, z = v.qparams.scale[0], v.qparams.zero_point[0]
+        lo, hi = n.attrs.get("act_min", -128), n.attrs.get("act_max", 127)
+        six = min(127, z + int(np.floor(6.0 / s + 0.5)))
+        for fn, bounds in ((af.NONE, (-128, 127)), (af.RELU, (max(-128, z), 127)),
+                           (af.RELU6, (max(-128, z), six))):
+            if (lo, hi) == bounds:
+                return fn
+        raise ValueError(f"{n.op} '{n.name}': clamp [{lo}, {hi}] is not a TFLite activation")
+
+    def padded_input(self, n: Node, x: Value, pads, k, strides, dil, pad_value: int):
+        """(input tensor, Padding enum): SAME/VALID if they match, else an explicit PADV2."""
+        P = self.s.Padding
+        if not any(pads):
+            return self.act(x), P.VALID
+        if list(pads) == same_pads(x.shape[2:], k, strides, dil):
+            return self.act(x), P.SAME
+        t, l_, b, r = pads
+        paddings = self.const_i32(f"{n.name}/paddings", [[0, 0], [t, b], [l_, r], [0, 0]])
+        value = self.tensor(f"{n.name}/pad_value", [], np.int8, np.asarray(pad_value, np.int8),
+                            self._qparams(x.qparams.scale, x.qparams.zero_point))
+        shape = self.nhwc_shape(x.shape)
+        shape[1] += t + b
+        shape[2] += l_ + r
+        out = self.tensor(f"{n.name}/padded", shape, np.int8, None,
+                          self._qparams(x.qparams.scale, x.qparams.zero_point))
+        self.op(self.s.BuiltinOperator.PADV2, [self.act(x), paddings, value], [out],
+                self.s.BuiltinOptions.PadV2Options, self.s.PadV2OptionsT())
+        return out, P.VALID
+
+
+@lowering("QConv")
+def _conv(w: Writer, n: Node) -> None:
+    s = w.s
+    a = n.attrs
+    x, wt, b = n.inputs
+    y = n.outputs[0]
+    xin, padding = w.padded_input(n, x, a["pads"], a["kernel_shape"], a["strides"],
+                                  a["dilations"], a["x_zp"])
+    depthwise = a["group"] != 1
+    kq = wt.const
+    if depthwise:  # (C*mult, 1, kh, kw) -> (1, kh, kw, C*mult), channels on dim 3
+        kq = kq.transpose(1, 2, 3, 0)
+        qdim = 3
+    else:  # OIHW -> OHWI
+        kq = kq.transpose(0, 2, 3, 1)
+        qdim = 0
+    wi = w.tensor(f"{n.name}/weight", kq.shape, np.int8, kq,
+                  w._qparams(wt.qparams.scale, [0] * len(wt.qparams.scale), qdim))
+    bscale = [float(np.float64(np.float32(x.qparams.scale[0])) * np.float32(sc))
+              for sc in wt.qparams.scale]
+    bi = w.tensor(f"{n.name}/bias", b.const.shape, np.int32, b.const,
+                  w._qparams(bscale, [0] * len(bscale)))
+    if depthwise:
+        o = s.DepthwiseConv2DOptionsT()
+        o.depthMultiplier = wt.shape[0] // x.shape[1]
+        code, otype = s.BuiltinOperator.DEPTHWISE_CONV_2D, s.BuiltinOptions.DepthwiseConv2DOptions
+    else:
+        o = s.Conv2DOptionsT()
+        code, otype = s.BuiltinOperator.CONV_2D, s.BuiltinOptions.Conv2DOptions
+    o.padding = padding
+    o.strideH, o.strideW = a["strides"]
+    o.dilationHFactor, o.dilationWFactor = a["dilations"]
+    o.fusedActivationFunction = w.fused(n)
+    w.op(code, [xin, wi, bi], [w.act(y)], otype, o)
+
+
+@lowering("QGemm")
+def _fc(w: Writer, n: Node) -> None:
+    s = w.s
+    x, wt, b = n.inputs
+    wi = w.tensor(f"{n.name}/weight", wt.const.shape, np.int8, wt.const,
+                  w._qparams(wt.qparams.scale, [0] * len(wt.qparams.scale), 0))
+    bscale = [float(np.float64(np.float32(x.qparams.scale[0])) * np.float32(sc))
+              for sc in wt.qparams.scale]
+    bi = w.tensor(f"{n.name}/bias", b.const.shape, np.int32, b.const,
+                  w._qparams(bscale, [0] * len(bscale)))
+    o = s.FullyConnectedOptionsT()
+    o.fusedActivationFunction = w.fused(n)
+    w.op(s.BuiltinOperator.FULLY_CONNECTED, [w.act(x), wi, bi], [w.act(n.outputs[0])],
+         s.BuiltinOptions.FullyConnectedOptions, o)
+
+
+@lowering("QAdd", "QMul")
+def _binary(w: Writer, n: Node) -> None:
+    s = w.s
+    if n.op == "QMul":
+        o, code, otype = s.MulOptionsT(), s.BuiltinOperator.MUL, s.BuiltinOptions.MulOptions
+    elif n.attrs.get("subtract"):
+        o, code, otype = s.SubOptionsT(), s.BuiltinOperator.SUB, s.BuiltinOptions.SubOptions
+    else:
+        o, code, otype = s.AddOptionsT(), s.BuiltinOperator.ADD, s.BuiltinOptions.AddOptions
+    o.fusedActivationFunction = w.fused(n)
+    ins = []
+    rank = len(n.outputs[0].shape)
+    for v in n.inputs:
+        if v.is_const and v.const.ndim < rank and rank == 4:  # broadcast constants to NHWC
+            v.const = v.const.reshape((1,) * (rank - v.const.ndim) + v.const.shape)
+        ins.append(w.act(v))
+    w.op(code, ins, [w.act(n.outputs[0])], otype, o)
+
+
+@lowering("QAveragePool", "MaxPool")
+def _pool(w: Writer, n: Node) -> None:
+    s = w.s
+    a = n.attrs
+    x = n.inputs[0]
+    if n.op == "MaxPool":
+        xin, padding = w.padded_input(n, x, a["pads"], a["kernel_shape"], a["strides"],
+                                      a.get("dilations", [1, 1]), -128)
+        code = s.BuiltinOperator.MAX_POOL_2D
+    else:
+        xin = w.act(x)
+        padding = s.Padding.SAME if any(a["pads"]) else s.Padding.VALID
+        code = s.BuiltinOperator.AVERAGE_POOL_2D
+    o = s.Pool2DOptionsT()
+    o.padding = padding
+    o.strideH, o.strideW = a["strides"]
+    o.filterHeight, o.filterWidth = a["kernel_shape"]
+    o.fusedActivationFunction = s.ActivationFunctionType.NONE
+    w.op(code, [xin], [w.act(n.outputs[0])], s.BuiltinOptions.Pool2DOptions, o)
+
+
+@lowering("Reshape")
+def _reshape(w: Writer, n: Node) -> None:
+    """Reshape in NCHW element order: leave NHWC first unless the spatial size is 1x1."""
+    s = w.s
+    x, y = n.inputs[0], n.outputs[0]
+    src = w.act(x)
+    if len(x.shape) == 4 and x.shape[2] * x.shape[3] != 1:
+        t = w.tensor(f"{n.name}/nchw", list(x.shape), np.int8, None,
+                     w._qparams(x.qparams.scale, x.qparams.zero_point))
+        w.op(s.BuiltinOperator.TRANSPOSE, [src, w.const_i32(f"{n.name}/perm", [0, 3, 1, 2])],
+             [t], s.BuiltinOptions.TransposeOptions, s.TransposeOptionsT())
+        src = t
+    if len(y.shape) == 4:
+        raise ValueError(f"Reshape '{n.name}' to 4-D is not lowered yet")
+    o = s.ReshapeOptionsT()
+    o.newShape = list(y.shape)
+    w.op(s.BuiltinOperator.RESHAPE, [src, w.const_i32(f"{n.name}/shape", list(y.shape))],
+         [w.act(y)], s.BuiltinOptions.ReshapeOptions, o)
+
+
+@lowering("Requantize")
+def _requantize(w: Writer, n: Node) -> None:
+    w.op(w.s.BuiltinOperator.QUANTIZE, [w.act(n.inputs[0])], [w.act(n.outputs[0])])
+
+
+@lowering("Concat")
+def _concat(w: Writer, n: Node) -> None:
+    s = w.s
+    o = s.ConcatenationOptionsT()
+    rank = len(n.outputs[0].shape)
+    o.axis = AXIS_TO_NHWC[n.attrs["axis"]] if rank == 4 else n.attrs["axis"]
+    o.fusedActivationFunction = s.ActivationFunctionType.NONE
+    w.op(s.BuiltinOperator.CONCATENATION, [w.act(v) for v in n.inputs],
+         [w.act(n.outputs[0])], s.BuiltinOptions.ConcatenationOptions, o)
+
+
+@lowering("QLookup")
+def _lookup(w: Writer, n: Node) -> None:
+    """Exact: y = table[x + 128] as CAST -> ADD (int32) -> GATHER."""
+    s = w.s
+    x, y = n.inputs[0], n.outputs[0]
+    shape = w.nhwc_shape(x.shape)
+    as_int = w.tensor(f"{n.name}/idx", shape, np.int32)
+    o = s.CastOptionsT()
+    o.inDataType, o.outDataType = s.TensorType.INT8, s.TensorType.INT32
+    w.op(s.BuiltinOperator.CAST, [w.act(x)], [as_int], s.BuiltinOptions.CastOptions, o)
+    idx = w.tensor(f"{n.name}/idx_offset", shape, np.int32)
+    ao = s.AddOptionsT()
+    ao.fusedActivationFunction = s.ActivationFunctionType.NONE
+    w.op(s.BuiltinOperator.ADD, [as_int, w.const_i32(f"{n.name}/offset", [128])], [idx],
+         s.BuiltinOptions.AddOptions, ao)
+    table = np.asarray(n.attrs["table"], np.int8)
+    ti = w.tensor(f"{n.name}/table", table.shape, np.int8, table,
+                  w._qparams(y.qparams.scale, y.qparams.zero_point))
+    go = s.GatherOptionsT()
+    go.axis = 0
+    w.op(s.BuiltinOperator.GATHER, [ti, idx], [w.act(y)], s.BuiltinOptions.GatherOptions, go)
+
+
+@lowering("Pad")
+def _pad(w: Writer, n: Node) -> None:
+    x = n.inputs[0]
+    p = n.attrs["pads"]
+    r = len(x.shape)
+    pairs = [[p[i], p[i + r]] for i in range(r)]
+    if r == 4:
+        pairs = [pairs[i] for i in NCHW_TO_NHWC]
+    value = w.tensor(f"{n.name}/value", [], np.int8, np.asarray(n.attrs.get("value", 0), np.int8),
+                     w._qparams(x.qparams.scale, x.qparams.zero_point))
+    w.op(w.s.BuiltinOperator.PADV2, [w.act(x), w.const_i32(f"{n.name}/paddings", pairs), value],
+         [w.act(n.outputs[0])], w.s.BuiltinOptions.PadV2Options, w.s.PadV2OptionsT())
+
+
+def lower_graph(graph: Graph) -> bytes:
+    import flatbuffers
+
+    w = Writer(graph.copy())
+    g = w.graph
+    for v in g.inputs:
+        w.act(v)
+    for n in g.nodes:
+        LOWER[n.op](w, n)
+    s = w.s
+    sub = s.SubGraphT()
+    sub.tensors = w.tensors
+    sub.inputs = [w.index[v.name] for v in g.inputs]
+    sub.outputs = [w.index[v.name] for v in g.outputs]
+    sub.operators = w.ops
+    sub.name = "main"
+    model = s.ModelT()
+    model.version = 3
+    model.description = "edgeq"
+    model.operatorCodes = w.op_codes
+    model.subgraphs = [sub]
+    model.buffers = w.buffers
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
