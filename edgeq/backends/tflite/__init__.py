@@ -70,6 +70,10 @@ class TfliteBackend(_Base):
     def __init__(self, resolver: str = "BUILTIN_REF"):
         self.resolver = resolver
 
+    def fast_session(self, path: str):
+        """LiteRT's default kernels (XNNPACK), one thread: what latency is measured on."""
+        return TfliteBackend("AUTO").session(path, threads=1)
+
     @staticmethod
     def reference_graph(graph: Graph) -> Graph:
         """The integer model as LiteRT's reference kernels compute it: their FULLY_CONNECTED
