@@ -271,6 +271,46 @@ def _add_quant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-bias-correction", action="store_true")
 
 
+def _bytes(text: str) -> int:
+    t = text.strip().upper().replace("IB", "B")
+    for suffix, mult in (("KB", 1024), ("MB", 1 << 20), ("K", 1024), ("M", 1 << 20), ("B", 1)):
+        if t.endswith(suffix):
+            t, m = t[: -len(suffix)], mult
+            break
+    else:
+        m = 1
+    try:
+        return int(float(t) * m)
+    except ValueError:
+        raise EdgeqError(f"--sram {text!r}: expected a size like 64KB, 256K or 65536") from None
+
+
+def cmd_plan_memory(args) -> int:
+    from edgeq import api
+    from edgeq.schedule.arena import plan_memory
+
+    graph, _ = _load(args)
+    integer = api.is_integer(graph)
+    plan = plan_memory(graph, bytes_per_element=None if integer else 1)
+    budget = _bytes(args.sram) if args.sram else None
+    rows = []
+    for step, live in zip(plan.steps, plan.step_live_bytes):
+        rows.append([step, live])
+    print(api.format_table(rows, ["step", "live bytes"]))
+    what = "int8 activations" if not integer else "the integer model's activations"
+    print(f"layer-by-layer plan ({what}): arena {plan.arena_bytes:,} bytes, peak live "
+          f"{plan.peak_live_bytes:,} bytes, {len(plan.blocks)} blocks")
+    if budget is not None:
+        if plan.arena_bytes > budget:
+            worst = max(range(len(plan.step_live_bytes)), key=plan.step_live_bytes.__getitem__)
+            print(f"does not fit {budget:,} bytes of SRAM: the smallest layer-by-layer arena is "
+                  f"{plan.arena_bytes:,} bytes, set by step '{plan.steps[worst]}' "
+                  f"({plan.step_live_bytes[worst]:,} bytes live)", file=sys.stderr)
+            return 1
+        print(f"fits {budget:,} bytes of SRAM ({budget - plan.arena_bytes:,} bytes to spare)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeq", description="Deployment compiler: PyTorch/ONNX to "
                                 "integer-only artifacts for phones, NPUs and microcontrollers.")
@@ -303,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "ort, tflite (LiteRT), tflm (TFLite Micro), tvm, ethos-u (Vela) (default: "
                     "ort,tflite,tflm,tvm)")
     pe.set_defaults(fn=cmd_export)
+    pm = sub.add_parser("plan-memory", help="activation arena plan (layer by layer)")
+    _add_model_args(pm)
+    pm.add_argument("--sram", help="SRAM budget, e.g. 64KB: exit 1 if the plan does not fit")
+    pm.set_defaults(fn=cmd_plan_memory)
     return p
 
 
