@@ -135,9 +135,9 @@ def test_export_cli_is_deterministic_and_run_target_ort(tmp_path):
     if _has_tvm():
         assert np.array_equal(outs["ref"], outs["tvm"])  # TVM is bit-exact
     res = subprocess.run([sys.executable, "-m", "edgeq.cli", "export", str(tmp_path / "m.onnx"),
-                          "--calib", str(tmp_path / "cal.npy"), "--target", "tflite", "-o",
+                          "--calib", str(tmp_path / "cal.npy"), "--target", "coreml", "-o",
                           str(tmp_path / "c")], capture_output=True, text=True)
-    assert res.returncode == 2 and "unknown target 'tflite'" in res.stderr
+    assert res.returncode == 2 and "unknown target 'coreml'" in res.stderr
     assert not (tmp_path / "c").exists()
 
 
