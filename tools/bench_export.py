@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from tools.bench_quant import datasets, ort_quantize, sqnr
+from tools.bench_quant import ort_quantize, setup, sqnr
 
 
 def _latency_ms(sess, x: np.ndarray, repeats: int = 30) -> float:
@@ -37,18 +37,11 @@ def _latency_ms(sess, x: np.ndarray, repeats: int = 30) -> float:
 def bench(name: str, info: dict, models_dir: str) -> list[dict]:
     import onnxruntime as ort
 
-    import edgeq
     from edgeq.backends.ort_qdq import OrtQdqBackend
     from edgeq.export import export
     from edgeq.quant.calibrate import CalibrationData
-    from models import data
 
-    path = os.path.join(models_dir, info["file"])
-    calib, held, labels = datasets(name, info)
-    mean, std = info["mean"], info["std"]
-    norm = (lambda x: data.normalize(x, mean, std)) if mean else (lambda x: x)
-    fg, _ = edgeq.optimize(edgeq.load(path), mean=mean, std=std)
-    ref = edgeq.run(fg, held)[0]
+    path, calib, held, labels, norm, fg, ref = setup(name, info, models_dir)
     rows = []
 
     def row(tool, out, size, lat, secs):

@@ -70,7 +70,9 @@ def datasets(name: str, info: dict):
     return data.photo_crops(64, size, seed=1), data.photo_crops(64, size, seed=2), None
 
 
-def bench_model(name: str, info: dict, models_dir: str) -> list[dict]:
+def setup(name: str, info: dict, models_dir: str):
+    """Shared by the benchmarks: the model path, calibration / held-out data and labels, the
+    normalization ORT's model needs, edgeq's optimized float graph and its held-out outputs."""
     import edgeq
     from models import data
 
@@ -79,7 +81,13 @@ def bench_model(name: str, info: dict, models_dir: str) -> list[dict]:
     mean, std = info["mean"], info["std"]
     norm = (lambda x: data.normalize(x, mean, std)) if mean else (lambda x: x)
     fg, _ = edgeq.optimize(edgeq.load(path), mean=mean, std=std)
-    ref = edgeq.run(fg, held)[0]
+    return path, calib, held, labels, norm, fg, edgeq.run(fg, held)[0]
+
+
+def bench_model(name: str, info: dict, models_dir: str) -> list[dict]:
+    import edgeq
+
+    path, calib, held, labels, norm, fg, ref = setup(name, info, models_dir)
     rows = []
 
     def row(tool, out, secs, note=""):
