@@ -39,10 +39,14 @@ def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.n
     return out
 
 
-def run_graph(graph: Graph, feeds: Mapping[str, np.ndarray], keep: bool = False
+def run_graph(graph: Graph, feeds: Mapping[str, np.ndarray], keep: bool = False,
+              computed: Mapping[str, np.ndarray] | None = None, start: int = 0
               ) -> dict[str, np.ndarray]:
-    """Run once; returns the graph outputs by name (every value when ``keep``)."""
+    """Run once; returns the graph outputs by name (every value when ``keep``). ``computed``
+    and ``start`` resume a run: values already computed (e.g. by a patch-based stage) and the
+    index of the first node still to run."""
     env: dict[str, np.ndarray] = dict(check_feeds(graph, feeds))
+    env.update(computed or {})
     for v in graph.values.values():
         if v.is_const:
             env[v.name] = v.const
@@ -52,7 +56,7 @@ def run_graph(graph: Graph, feeds: Mapping[str, np.ndarray], keep: bool = False
             if v is not None:
                 last_use[v.name] = i
     outputs = {v.name for v in graph.outputs}
-    for i, n in enumerate(graph.nodes):
+    for i, n in enumerate(graph.nodes[start:], start):
         fn = KERNELS.get(n.op)
         if fn is None:
             raise EdgeqError(f"the reference interpreter has no kernel for {n.op} ('{n.name}')")

@@ -124,6 +124,18 @@ def run_stage_patched(stage: list[Node], x: np.ndarray, n: int, env=None) -> np.
     return out
 
 
+def run_with_plan(graph: Graph, feeds: dict[str, np.ndarray], plan: PatchPlan
+                  ) -> dict[str, np.ndarray]:
+    """The whole graph with its leading stage executed patch by patch, then layer by layer."""
+    from edgeq.runtime.reference import check_feeds, run_graph
+
+    stage = chain_prefix(graph)[:plan.split + 1]
+    x = check_feeds(graph, feeds)[stage[0].inputs[0].name]
+    split_out = run_stage_patched(stage, x, plan.n)
+    return run_graph(graph, feeds, computed={stage[-1].outputs[0].name: split_out},
+                     start=len(stage))
+
+
 def _tile_bytes(node_region) -> tuple[int, int]:
     node, rows, cols, in_r, in_c, _ = node_region
     x, y = node.inputs[0], node.outputs[0]

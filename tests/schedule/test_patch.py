@@ -40,6 +40,18 @@ def test_patches_are_bit_exact_with_whole_layers(name, zoo_dir):
                 assert np.array_equal(got, env[prefix[k].outputs[0].name]), (name, k, n)
 
 
+def test_whole_model_under_the_best_plan_is_bit_exact(zoo_dir):
+    from edgeq.schedule.patch import run_with_plan
+
+    ig, x = _integer("mobilenet_v2", zoo_dir)
+    plan = search(ig)
+    for i in range(3):
+        q = quantize_feeds(ig, {"input": x[i:i + 1]})
+        a = run_graph(ig, q)["output"]
+        b = run_with_plan(ig, q, plan)["output"]
+        assert np.array_equal(a, b)
+
+
 def test_receptive_field_of_a_strided_padded_conv():
     from onnx import helper
 
