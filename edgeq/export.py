@@ -29,10 +29,7 @@ def split(data: CalibrationData) -> tuple[CalibrationData, list[int], list[int]]
     held = max(1, int(round(n * HOLD_OUT))) if n >= 2 else 0
     calib_idx = list(range(n - held))
     held_idx = list(range(n - held, n))
-    sub = CalibrationData.__new__(CalibrationData)
-    sub.__dict__.update(data.__dict__)
-    sub.n = len(calib_idx)
-    return sub, calib_idx, held_idx
+    return data.head(len(calib_idx)), calib_idx, held_idx
 
 
 def _lsb_stats(ig: Graph, backend, path: str, data: CalibrationData, idx: Sequence[int],

@@ -45,6 +45,14 @@ class CalibrationData:
     def __len__(self) -> int:
         return self.n
 
+    def head(self, n: int) -> "CalibrationData":
+        """The first ``n`` samples (same source, no copy)."""
+        import copy
+
+        sub = copy.copy(self)
+        sub.n = min(n, self.n)
+        return sub
+
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         for i in range(self.n):
             yield self.sample(i)
