@@ -22,6 +22,7 @@ from edgeq.ir.graph import Node
 from edgeq.runtime.kernels import pad_nchw, windows
 
 DAMP = 0.01
+BLOCK = 128  # columns per lazy update (GPTQ's batching; same arithmetic, BLAS speed)
 
 
 def layer_inputs(node: Node, x: np.ndarray) -> np.ndarray | None:
@@ -49,7 +50,8 @@ def second_moment(node: Node, x: np.ndarray) -> np.ndarray | None:
     cols = layer_inputs(node, x)
     if cols is None:
         return None
-    return np.einsum("gpk,gpl->gkl", cols, cols)
+    cols = np.ascontiguousarray(cols)
+    return np.matmul(cols.transpose(0, 2, 1), cols)  # batched BLAS, (groups, K, K)
 
 
 def gptq_round(w: np.ndarray, scale: np.ndarray, h: np.ndarray, qmax: int) -> np.ndarray | None:
@@ -69,9 +71,15 @@ def gptq_round(w: np.ndarray, scale: np.ndarray, h: np.ndarray, qmax: int) -> np
         return None
     s = scale.astype(np.float64)
     q = np.zeros(wk.shape, np.int64)
-    for i in range(k):
-        qi = np.clip(np.round(wk[:, i] / s), -qmax, qmax)
-        q[:, i] = qi
-        err = (wk[:, i] - qi * s) / u[i, i]
-        wk[:, i + 1:] -= np.outer(err, u[i, i + 1:])
+    for b0 in range(0, k, BLOCK):  # lazy batch updates: one matrix product per block
+        b1 = min(b0 + BLOCK, k)
+        errs = np.zeros((wk.shape[0], b1 - b0))
+        for i in range(b0, b1):
+            qi = np.clip(np.round(wk[:, i] / s), -qmax, qmax)
+            q[:, i] = qi
+            err = (wk[:, i] - qi * s) / u[i, i]
+            wk[:, i + 1:b1] -= np.outer(err, u[i, i + 1:b1])
+            errs[:, i - b0] = err
+        if b1 < k:
+            wk[:, b1:] -= errs @ u[b0:b1, b1:]
     return q
