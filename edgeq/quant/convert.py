@@ -357,20 +357,18 @@ def _gemm(cv: Converter, node: Node) -> None:
     bias = node.const_input(2) if node.op == "Gemm" else None
     if bias is not None:
         node_b = (bias.astype(np.float64) * node.attrs.get("beta", 1.0)).reshape(-1)
-    view = Node(node.op, node.name, [node.inputs[0], _ConstLike(_gemm_weight(node)),
-                                     _ConstLike(node_b) if bias is not None else None],
+    view = Node(node.op, node.name, [node.inputs[0],
+                                     _detached_const(f"{node.name}/w", _gemm_weight(node)),
+                                     _detached_const(f"{node.name}/b", node_b)
+                                     if bias is not None else None],
                 node.outputs, {k: v for k, v in node.attrs.items()
                                if k.startswith("activation")})
     _conv_like(cv, view, "QGemm", lambda w: quantize_weight(w, 0, cv.cfg.weight_bits))
 
 
-class _ConstLike:
-    """A stand-in constant value (weights already rearranged for the integer op)."""
-
-    def __init__(self, array: np.ndarray):
-        self.const = array
-        self.name = "<const>"
-        self.is_const = True
+def _detached_const(name: str, array: np.ndarray) -> Value:
+    """A constant Value in no graph: rearranged weights or a reciprocal the lowering reads."""
+    return Value(name, TensorType(DType.from_numpy(array.dtype), tuple(array.shape)), array)
 
 
 def _matmul_activations(cv: Converter, node: Node) -> None:
@@ -455,17 +453,12 @@ def _mul(cv: Converter, node: Node) -> None:
         attrs.update(b_zp=0, multiplier=m, shift=n, axis=1 if per_channel else None)
         cv.emit("QMul", node, [x, cv_], attrs, out, qp, dtype)
         return
-    b = cv.get(c_f) if node.op == "Mul" else cv.get(_as_const_value(cv, node, c))
+    b = cv.get(c_f) if node.op == "Mul" else cv.get(
+        _detached_const(f"{node.name}/reciprocal", c.astype(np.float32)))
     m, n = quantize_multiplier(effective_scale(x.qparams.scale[0], b.qparams.scale[0],
                                                denominator=qp.scale[0]))
     attrs.update(b_zp=b.qparams.zero_point[0], multiplier=m, shift=n)
     cv.emit("QMul", node, [x, b], attrs, out, qp, dtype)
-
-
-def _as_const_value(cv: Converter, node: Node, c: np.ndarray) -> Value:
-    v = Value(f"{node.name}/reciprocal", TensorType(DType.FLOAT32, c.shape),
-              c.astype(np.float32))
-    return v
 
 
 @lowering("MaxPool", "Reshape", "Transpose", "Slice", "Split", "Gather", "Resize", "Identity",
