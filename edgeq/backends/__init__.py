@@ -29,13 +29,16 @@ class Backend(Protocol):
 
 
 def _builtins() -> dict[str, Any]:
+    from edgeq.backends.c import CBackend, CortexMBackend
     from edgeq.backends.ethos_u import EthosUBackend
     from edgeq.backends.ort_qdq import OrtQdqBackend
     from edgeq.backends.tflite import TflmBackend, TfliteBackend
     from edgeq.backends.tvm import TvmBackend
 
     return {"ort": OrtQdqBackend, "tflite": TfliteBackend, "tflm": TflmBackend,
-            "tvm": TvmBackend, "ethos-u": EthosUBackend}
+            "tvm": TvmBackend, "ethos-u": EthosUBackend, "c": CBackend,
+            "cortex-m4": lambda: CortexMBackend("cortex-m4"),
+            "cortex-m7": lambda: CortexMBackend("cortex-m7")}
 
 
 def get_backend(name: str) -> Backend:

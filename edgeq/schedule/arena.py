@@ -41,6 +41,7 @@ class Plan:
     peak_live_bytes: int
     step_live_bytes: list[int] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
+    optimal: bool = False  # arena_bytes proven smallest for this order
 
     def offset_of(self, value: str) -> int:
         return next(b.offset for b in self.blocks if value in b.values)
@@ -50,22 +51,46 @@ def _align(n: int, a: int) -> int:
     return (n + a - 1) // a * a
 
 
+PATCH_SCRATCH = "(patch tiles)"
+
+
 def plan_memory(graph: Graph, align: int = 16, inplace: bool = True,
-                bytes_per_element: int | None = None) -> Plan:
+                bytes_per_element: int | None = None, order: list | None = None,
+                patch=None, exact: bool = False) -> Plan:
     """``bytes_per_element`` overrides each value's own element size (e.g. 1 to plan a float
-    graph as the int8 model it will become)."""
+    graph as the int8 model it will become). ``order``: the execution order (default: the
+    graph's). ``patch``: a PatchPlan; its stage (the first ``split + 1`` nodes, which must lead
+    ``order``) becomes one step that holds the stage input, the split output and a scratch
+    block for the patch tiles (named PATCH_SCRATCH). ``exact``: search block placements for the
+    smallest arena when the graph is small (see ``place_exact``)."""
     def nbytes(v) -> int:
         return v.type.size * bytes_per_element if bytes_per_element else v.type.nbytes
 
-    n_steps = len(graph.nodes)
+    nodes = list(order if order is not None else graph.nodes)
+    steps: list[tuple[str, list, list]] = []  # (name, activation inputs, outputs)
+    extra: dict[str, int] = {}
+    if patch is not None:
+        from edgeq.schedule.patch import chain_prefix, scratch_bytes
+
+        stage = chain_prefix(graph)[:patch.split + 1]
+        if nodes[:len(stage)] != stage:
+            raise ValueError("the patch stage must lead the execution order")
+        steps.append((f"patched stage ({stage[0].name} .. {stage[-1].name})",
+                      [stage[0].inputs[0]], [stage[-1].outputs[0]]))
+        extra[PATCH_SCRATCH] = scratch_bytes(stage, patch.n, bytes_per_element)
+        nodes = nodes[len(stage):]
+    steps += [(n.name, [v for v in n.inputs if v is not None and not v.is_const],
+               list(n.outputs)) for n in nodes]
+    n_steps = len(steps)
     start: dict[str, int] = {v.name: 0 for v in graph.inputs}
     end: dict[str, int] = {}
     size: dict[str, int] = {v.name: nbytes(v) for v in graph.inputs}
-    for i, node in enumerate(graph.nodes):
-        for v in node.inputs:
-            if v is not None and not v.is_const:
-                end[v.name] = i
-        for v in node.outputs:
+    for name, b in extra.items():
+        start[name], end[name], size[name] = 0, 0, b
+    for i, (_, ins, outs) in enumerate(steps):
+        for v in ins:
+            end[v.name] = i
+        for v in outs:
             start[v.name] = i
             size[v.name] = nbytes(v)
     for v in graph.outputs:
@@ -81,7 +106,8 @@ def plan_memory(graph: Graph, align: int = 16, inplace: bool = True,
         return name
 
     if inplace:
-        for i, node in enumerate(graph.nodes):
+        first = 1 if patch is not None else 0
+        for i, node in enumerate(nodes, start=first):
             out = node.outputs[0]
             if node.op == "Reshape" or node.op in ELEMENTWISE_INPLACE:
                 for v in node.inputs:
@@ -98,19 +124,78 @@ def plan_memory(graph: Graph, align: int = 16, inplace: bool = True,
         blocks.append(Block(sorted(members, key=lambda n: start[n]),
                             _align(max(size[m] for m in members), align),
                             min(start[m] for m in members), max(end[m] for m in members)))
-    placed: list[Block] = []
-    for b in sorted(blocks, key=lambda b: (-b.size, b.start, b.values[0])):
-        taken = sorted((p.offset, p.offset + p.size) for p in placed
-                       if p.start <= b.end and b.start <= p.end)
-        offset = 0
-        for lo, hi in taken:
-            if offset + b.size <= lo:
-                break
-            offset = max(offset, hi)
-        b.offset = offset
-        placed.append(b)
     live = [sum(b.size for b in blocks if b.start <= i <= b.end) for i in range(n_steps + 1)]
+    place(sorted(blocks, key=lambda b: (-b.size, b.start, b.values[0])))
+    arena = max((b.offset + b.size for b in blocks), default=0)
+    optimal = arena == max(live, default=0)
+    if exact and not optimal:
+        arena, optimal = place_exact(blocks, max(live, default=0))
     return Plan(blocks=sorted(blocks, key=lambda b: (b.start, b.values[0])),
-                arena_bytes=max((b.offset + b.size for b in blocks), default=0),
-                peak_live_bytes=max(live, default=0), step_live_bytes=live,
-                steps=[n.name for n in graph.nodes] + ["(outputs)"])
+                arena_bytes=arena, peak_live_bytes=max(live, default=0),
+                step_live_bytes=live, steps=[s[0] for s in steps] + ["(outputs)"],
+                optimal=optimal)
+
+
+def _lowest_fit(b: Block, placed: list[Block]) -> int:
+    """Lowest offset where ``b`` overlaps no placed block that is live at the same time."""
+    taken = sorted((p.offset, p.offset + p.size) for p in placed
+                   if p.start <= b.end and b.start <= p.end)
+    offset = 0
+    for lo, hi in taken:
+        if offset + b.size <= lo:
+            break
+        offset = max(offset, hi)
+    return offset
+
+
+def place(blocks: list[Block]) -> None:
+    """First fit in the given order: each block at its lowest free offset."""
+    placed: list[Block] = []
+    for b in blocks:
+        b.offset = _lowest_fit(b, placed)
+        placed.append(b)
+
+
+def place_exact(blocks: list[Block], lower_bound: int, budget: int = 200_000
+                ) -> tuple[int, bool]:
+    """Smallest arena over placement orders (branch and bound), keeping the best offsets in the
+    blocks. Some order gives an optimal packing when each block goes to its lowest free offset
+    (take the blocks of an optimal packing by increasing offset: each lands at or below its
+    optimal offset, so none collides later), so searching orders is exact; the search stops at
+    the lower bound (the peak live bytes) or after ``budget`` steps. Returns (arena, proven)."""
+    best = max(b.offset + b.size for b in blocks)
+    best_offsets = [b.offset for b in blocks]
+    visited = 0
+    placed: list[Block] = []
+
+    def dfs(remaining: list[Block], high: int) -> bool:
+        nonlocal best, best_offsets, visited
+        if not remaining:
+            if high < best:
+                best, best_offsets = high, [b.offset for b in blocks]
+            return best == lower_bound
+        seen_sizes = set()
+        for i, b in enumerate(remaining):
+            visited += 1
+            if visited > budget:
+                return True
+            key = (b.size, b.start, b.end)
+            if key in seen_sizes:
+                continue  # identical blocks: one order is enough
+            seen_sizes.add(key)
+            off = _lowest_fit(b, placed)
+            top = max(high, off + b.size)
+            if top >= best:
+                continue
+            b.offset = off
+            placed.append(b)
+            done = dfs(remaining[:i] + remaining[i + 1:], top)
+            placed.pop()
+            if done:
+                return True
+        return False
+
+    dfs(list(blocks), 0)
+    for b, off in zip(blocks, best_offsets):
+        b.offset = off
+    return best, best == lower_bound or visited <= budget

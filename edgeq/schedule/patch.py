@@ -146,30 +146,53 @@ def _tile_bytes(node_region) -> tuple[int, int]:
     return in_b, out_b
 
 
+def _scaler(bytes_per_element: int | None):
+    if bytes_per_element:
+        return lambda b, v: b // v.dtype.itemsize * bytes_per_element
+    return lambda b, v: b
+
+
+def scratch_bytes(stage: list[Node], n: int, bytes_per_element: int | None = None) -> int:
+    """Bytes of tile memory the patched stage needs: the first layer reads the full input in
+    place and writes one tile; each later layer holds its input tile and its output tile (the
+    last one writes into the full split output, counted anyway). Tiles alternate between the two
+    ends of one scratch block, so this many bytes always suffice."""
+    scale = _scaler(bytes_per_element)
+    last = stage[-1].outputs[0]
+    worst = 0
+    for rows in _splits(last.shape[2], n):
+        for cols in _splits(last.shape[3], n):
+            for reg in regions(stage, rows, cols):
+                in_b, out_b = _tile_bytes(reg)
+                live = out_b if reg[0] is stage[0] else in_b + out_b
+                worst = max(worst, scale(live, reg[0].outputs[0]))
+    return worst
+
+
+def patches(stage: list[Node], n: int) -> list[list[tuple]]:
+    """Per patch, per stage node: its output region (r0, r1, c0, c1) in full-map coordinates."""
+    last = stage[-1].outputs[0]
+    return [[(reg[1][0], reg[1][1], reg[2][0], reg[2][1]) for reg in regions(stage, rows, cols)]
+            for rows in _splits(last.shape[2], n) for cols in _splits(last.shape[3], n)]
+
+
 def evaluate(graph: Graph, stage: list[Node], n: int, rest_peak: int,
              bytes_per_element: int | None = None) -> PatchPlan:
     """Peak memory and MACs of running ``stage`` in n x n patches, then the rest of the graph
     layer by layer (``rest_peak``: its own peak)."""
-    scale = (lambda b, v: b // v.dtype.itemsize * bytes_per_element) if bytes_per_element \
-        else (lambda b, v: b)
+    scale = _scaler(bytes_per_element)
     x, last = stage[0].inputs[0], stage[-1].outputs[0]
     full_in = scale(x.type.nbytes, x)
     full_out = scale(last.type.nbytes, last)
-    worst_tile = 0
     patch_macs = 0
     for rows in _splits(last.shape[2], n):
         for cols in _splits(last.shape[3], n):
             for reg in regions(stage, rows, cols):
-                node = reg[0]
-                in_b, out_b = _tile_bytes(reg)
-                # the first layer reads the full input in place; later layers hold two tiles
-                live = out_b if node is stage[0] else in_b + out_b
-                worst_tile = max(worst_tile, scale(live, node.outputs[0]))
-                full = node.outputs[0].shape
+                full = reg[0].outputs[0].shape
                 frac = ((reg[1][1] - reg[1][0]) * (reg[2][1] - reg[2][0])) / (full[2] * full[3])
-                patch_macs += int(node_macs(node) * frac)
+                patch_macs += int(node_macs(reg[0]) * frac)
     stage_macs = sum(node_macs(nd) for nd in stage)
-    peak = max(full_in + worst_tile + full_out, rest_peak)
+    peak = max(full_in + scratch_bytes(stage, n, bytes_per_element) + full_out, rest_peak)
     return PatchPlan(split=len(stage) - 1, n=n, peak_bytes=peak, stage_macs=stage_macs,
                      patch_macs=patch_macs)
 

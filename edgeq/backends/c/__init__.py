@@ -1,0 +1,246 @@
+"""C backend: a self-contained C99 library for microcontrollers, built and run three ways.
+
+``edgeq export --target c`` writes ``c/``: ``model.h`` / ``model.c`` (weights as ``const``
+arrays, one static arena sized by the memory planner, the patch-based schedule of the leading
+stage when it lowers the peak), ``edgeq_rt.h`` (the int8 kernels; no malloc, no float), and to
+run it: ``main.c`` (a file-in/file-out runner), ``startup_cm.c`` and ``mps2.ld`` (QEMU MPS2
+boards). Targets:
+
+- ``c``: built with the host ``gcc`` and run (bit-exact with the integer interpreter, tested);
+- ``cortex-m4`` / ``cortex-m7``: built with ``arm-none-eabi-gcc`` and run on QEMU's
+  ``mps2-an386`` / ``mps2-an500`` boards with semihosting file I/O (bit-exact, tested), sized
+  with ``arm-none-eabi-size``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+
+from edgeq.backends.c.lower import generate, supports
+from edgeq.ir.graph import EdgeqError, Graph
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUNTIME_FILES = ("edgeq_rt.h", "main.c", "startup_cm.c", "mps2.ld")
+HOST_FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Wno-unused-function", "-Werror",
+              "-D_POSIX_C_SOURCE=199309L", "-DEDGEQ_HOST_TIMING"]
+BOARDS = {"cortex-m4": ("mps2-an386", "cortex-m4"), "cortex-m7": ("mps2-an500", "cortex-m7")}
+ARM_FLAGS = ["-std=c99", "-O2", "-mthumb", "-mfloat-abi=soft", "-ffunction-sections",
+             "-fdata-sections", "-Wall", "-Wno-unused-function"]
+FLOAT_HELPERS = ("__aeabi_f", "__aeabi_d", "__aeabi_i2f", "__aeabi_i2d", "__aeabi_l2f",
+                 "__aeabi_l2d", "__aeabi_ui2", "__aeabi_ul2")
+
+
+def _tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise EdgeqError(f"{name} not found: install the Debian package {package} "
+                         f"(`make` does this via apt-get)")
+    return path
+
+
+def _check(cmd: list[str], cwd: str, what: str, timeout: float = 600) -> str:
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise EdgeqError(f"{what} failed (exit {r.returncode}): "
+                         f"{(r.stderr or r.stdout).strip()[-2000:]}")
+    return r.stdout
+
+
+def memory_plan(graph: Graph, max_overhead: float = 0.20, patch: bool = True):
+    """(execution order, patch plan or None, arena plan) the C library is generated from: the
+    execution order with the smallest planned arena, the best patch plan within the MAC
+    budget when it lowers the peak, and an exact arena search on small graphs."""
+    from edgeq.schedule.arena import plan_memory
+    from edgeq.schedule.order import best_order
+    from edgeq.schedule.patch import search
+
+    order = best_order(graph)
+    pp = search(graph, max_overhead) if patch else None
+    if pp is not None:
+        from edgeq.schedule.patch import chain_prefix
+
+        stage = chain_prefix(graph)[:pp.split + 1]
+        order = stage + [n for n in order if n not in stage]
+    plan = plan_memory(graph, order=order, patch=pp, exact=True)
+    return order, pp, plan
+
+
+class CBackend:
+    name = "c"
+    artifact = "c"
+    board: str | None = None
+
+    def __init__(self, max_overhead: float = 0.20, patch: bool = True):
+        self.max_overhead = max_overhead
+        self.patch = patch
+
+    def supports(self, graph: Graph) -> list[str]:
+        return supports(graph)
+
+    def lower(self, graph: Graph, out_dir: str) -> str:
+        problems = supports(graph)
+        if problems:
+            raise EdgeqError("C backend: " + "; ".join(problems))
+        order, pp, plan = memory_plan(graph, self.max_overhead, self.patch)
+        header, source = generate(graph, plan, pp, order)
+        path = os.path.join(out_dir, self.artifact)
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "model.h"), "w") as f:
+            f.write(header)
+        with open(os.path.join(path, "model.c"), "w") as f:
+            f.write(source)
+        for name in RUNTIME_FILES:
+            shutil.copyfile(os.path.join(HERE, name), os.path.join(path, name))
+        self.memory = {
+            "arena_bytes": plan.arena_bytes, "peak_live_bytes": plan.peak_live_bytes,
+            "arena_proven_smallest": plan.optimal,
+            "patch_plan": None if pp is None else {
+                "split_layer": order[pp.split].name, "grid": pp.n,
+                "mac_overhead_percent": round(100 * pp.overhead, 2)},
+        }
+        return path
+
+    # --- building and running --------------------------------------------------------------
+    def _build_dir(self, path: str) -> str:
+        digest = hashlib.sha256()
+        for name in sorted(os.listdir(path)):
+            with open(os.path.join(path, name), "rb") as f:
+                digest.update(name.encode() + f.read())
+        d = os.path.join(tempfile.gettempdir(), f"edgeq-c-{digest.hexdigest()[:16]}")
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    def build(self, path: str) -> str:
+        """Compile ``path`` (the exported ``c/`` folder) for the host; returns the executable."""
+        gcc = _tool("gcc", "gcc")
+        d = self._build_dir(path)
+        exe = os.path.join(d, "model-host")
+        if not os.path.exists(exe):
+            tmp = exe + f".{os.getpid()}"
+            _check([gcc, *HOST_FLAGS, "-I", path, os.path.join(path, "main.c"),
+                    os.path.join(path, "model.c"), "-o", tmp], d, "host gcc build")
+            os.replace(tmp, exe)
+        return exe
+
+    def session(self, path: str, threads: int = 0, apply_metadata: bool = True):
+        from edgeq import serialize
+
+        eqm = os.path.join(os.path.dirname(os.path.abspath(path)), "model.eqm")
+        if not os.path.exists(eqm):
+            raise EdgeqError(f"{path}: the integer model model.eqm must sit beside the C "
+                             f"folder (it holds the input and output quantization)")
+        return self.build(path), serialize.load(eqm)
+
+    def _execute(self, exe: str, blob: bytes, extra: list[str] | None = None
+                 ) -> tuple[bytes, str]:
+        with tempfile.TemporaryDirectory(prefix="edgeq-run-") as d:
+            with open(os.path.join(d, "input.bin"), "wb") as f:
+                f.write(blob)
+            out = _check([exe, "input.bin", "output.bin", *(extra or [])], d, "C model run")
+            with open(os.path.join(d, "output.bin"), "rb") as f:
+                return f.read(), out
+
+    def run_many(self, path: str, feeds_list: list[dict[str, np.ndarray]], raw: bool = False,
+                 session=None) -> list[dict[str, np.ndarray]]:
+        """Every sample in one process (one emulator boot for the boards)."""
+        from edgeq.quant.pipeline import dequantize_array, quantize_feeds
+
+        exe, graph = session or self.session(path)
+        blob = b"".join(np.ascontiguousarray(quantize_feeds(graph, feeds)[v.name]).tobytes()
+                        for feeds in feeds_list for v in graph.inputs)
+        data, _ = self._execute(exe, blob)
+        sizes = [v.type.nbytes for v in graph.outputs]
+        if len(data) != sum(sizes) * len(feeds_list):
+            raise EdgeqError(f"C model wrote {len(data)} bytes, expected "
+                             f"{sum(sizes) * len(feeds_list)}")
+        res, pos = [], 0
+        for _ in feeds_list:
+            one = {}
+            for v, n in zip(graph.outputs, sizes):
+                a = np.frombuffer(data[pos:pos + n], np.int8).reshape(v.shape)
+                pos += n
+                one[v.name] = a if raw else dequantize_array(a, v.qparams)
+            res.append(one)
+        return res
+
+    def run(self, path: str, feeds: dict[str, np.ndarray], raw: bool = False, session=None
+            ) -> dict[str, np.ndarray]:
+        return self.run_many(path, [feeds], raw, session)[0]
+
+    def latency_ms(self, path: str, feeds: dict[str, np.ndarray], repeats: int = 20) -> float:
+        """Best of ``repeats`` timed runs inside the process (no process start-up counted)."""
+        from edgeq.quant.pipeline import quantize_feeds
+
+        exe, graph = self.session(path)
+        q = quantize_feeds(graph, feeds)
+        blob = b"".join(np.ascontiguousarray(q[v.name]).tobytes() for v in graph.inputs)
+        _, out = self._execute(exe, blob, [str(repeats)])
+        ns = next(float(line.split()[1]) for line in out.splitlines()
+                  if line.startswith("edgeq_run_ns"))
+        return round(ns / 1e6, 3)
+
+
+class CortexMBackend(CBackend):
+    """The C library on a Cortex-M board emulated by QEMU (MPS2), via semihosting."""
+
+    def __init__(self, cpu: str, **kw):
+        super().__init__(**kw)
+        self.name = cpu
+        self.board, self.cpu = BOARDS[cpu]
+
+    def build(self, path: str) -> str:
+        gcc = _tool("arm-none-eabi-gcc", "gcc-arm-none-eabi (and libnewlib-arm-none-eabi)")
+        d = self._build_dir(path)
+        elf = os.path.join(d, f"model-{self.cpu}.elf")
+        if not os.path.exists(elf):
+            tmp = elf + f".{os.getpid()}"
+            _check([gcc, f"-mcpu={self.cpu}", *ARM_FLAGS, "-specs=rdimon.specs",
+                    "-nostartfiles", "-T", os.path.join(path, "mps2.ld"), "-I", path,
+                    os.path.join(path, "startup_cm.c"), os.path.join(path, "main.c"),
+                    os.path.join(path, "model.c"), "-Wl,--gc-sections", "-o", tmp], d,
+                   f"arm-none-eabi-gcc build for {self.cpu}")
+            os.replace(tmp, elf)
+        return elf
+
+    def _execute(self, exe: str, blob: bytes, extra: list[str] | None = None
+                 ) -> tuple[bytes, str]:
+        qemu = _tool("qemu-system-arm", "qemu-system-arm")
+        with tempfile.TemporaryDirectory(prefix="edgeq-qemu-") as d:
+            with open(os.path.join(d, "input.bin"), "wb") as f:
+                f.write(blob)
+            cmd = [qemu, "-machine", self.board, "-nographic", "-monitor", "none", "-serial",
+                   "none", "-semihosting-config", "enable=on,target=native", "-kernel", exe]
+            out = _check(cmd, d, f"QEMU {self.board} run")
+            with open(os.path.join(d, "output.bin"), "rb") as f:
+                return f.read(), out
+
+    def latency_ms(self, path, feeds, repeats=20):
+        return None  # QEMU is not cycle-accurate: no latency figure from an emulator
+
+    def size(self, path: str) -> dict[str, int]:
+        """``arm-none-eabi-size -A`` of the compiled model library (model.c alone): code,
+        constants (weights, tables) and the zero-initialized arena."""
+        gcc = _tool("arm-none-eabi-gcc", "gcc-arm-none-eabi")
+        size = _tool("arm-none-eabi-size", "gcc-arm-none-eabi")
+        nm = _tool("arm-none-eabi-nm", "gcc-arm-none-eabi")
+        d = self._build_dir(path)
+        obj = os.path.join(d, f"model-{self.cpu}.o")
+        _check([gcc, f"-mcpu={self.cpu}", *ARM_FLAGS, "-I", path, "-c",
+                os.path.join(path, "model.c"), "-o", obj], d, "arm-none-eabi-gcc -c")
+        res = {"text": 0, "rodata": 0, "data": 0, "bss": 0}
+        for line in _check([size, "-A", obj], d, "arm-none-eabi-size").splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
+                kind = parts[0][1:].split(".")[0]
+                if kind in res:
+                    res[kind] += int(parts[1])
+        undefined = _check([nm, "-u", obj], d, "arm-none-eabi-nm").split()
+        res["float_helpers"] = sorted(s for s in undefined if s.startswith(FLOAT_HELPERS))
+        res["flash_bytes"] = res["text"] + res["rodata"] + res["data"]
+        return res
