@@ -5,7 +5,21 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgeq-installed
 MODELS := build/models
 
-.PHONY: demo test models install clean
+# Debian packages for the C backend's Cortex-M builds and QEMU runs (host gcc is assumed).
+APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test models install system-deps clean
+
+# apt-get only when a tool is missing (a machine that has them needs no root and no network)
+system-deps:
+	@if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null \
+	    || ! ls /usr/lib/arm-none-eabi/newlib/rdimon.specs >/dev/null 2>&1; then \
+	  echo "installing $(APT_PKGS)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    $(APT_PKGS) >/dev/null; \
+	fi
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,15 +28,15 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[all,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) system-deps
 
 models: $(STAMP)
 	$(BIN)/python -m models.build --out $(MODELS)
 
-demo: models
+demo: models system-deps
 	$(BIN)/python -m tools.demo --models $(MODELS)
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/ruff check edgeq models tools tests
 	$(BIN)/python -m pytest -q
 

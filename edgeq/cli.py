@@ -149,8 +149,10 @@ def _run_target(args, x):
                          f"with --target {args.target}")
     graph = api.load_model(args.model)
     sess = be.session(path)
+    many = getattr(be, "run_many", None)
     outs = run_batch(graph, x, runner=lambda g, feeds: be.run(path, feeds, raw=args.raw,
-                                                              session=sess))
+                                                              session=sess),
+                     many=many and (lambda g, fl: many(path, fl, raw=args.raw, session=sess)))
     return [v.name for v in graph.outputs], outs
 
 
@@ -222,7 +224,9 @@ def cmd_export(args) -> int:
 
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
     if not targets:
-        raise EdgeqError("--target needs at least one of: ort, tflite, tflm, tvm, ethos-u")
+        from edgeq.backends import available
+
+        raise EdgeqError(f"--target needs at least one of: {', '.join(available())}")
     out = OutputDir(args.output)
     graph, _ = _load(args)
     if api.is_integer(graph):
@@ -340,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--raw", action="store_true", help="integer models: write the integer "
                     "outputs instead of dequantized floats")
     pr.add_argument("--target", default="ref", help="ref: edgeq's interpreter (default); ort, "
-                    "tvm: the artifact `edgeq export` wrote for that runtime")
+                    "tflite, tflm, tvm, c (host gcc), cortex-m4, cortex-m7 (QEMU MPS2): the "
+                    "artifact `edgeq export` wrote for that target")
     pr.set_defaults(fn=cmd_run)
     pq = sub.add_parser("quantize", help="integer-only (dyadic) quantization with a report")
     _add_model_args(pq)
@@ -353,8 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(pe)
     _add_quant_args(pe)
     pe.add_argument("--target", default="ort,tflite,tflm,tvm", help="comma-separated targets: "
-                    "ort, tflite (LiteRT), tflm (TFLite Micro), tvm, ethos-u (Vela) (default: "
-                    "ort,tflite,tflm,tvm)")
+                    "ort, tflite (LiteRT), tflm (TFLite Micro), tvm, ethos-u (Vela), c (C99 "
+                    "library, run with the host gcc), cortex-m4, cortex-m7 (the C library on "
+                    "QEMU MPS2 boards) (default: ort,tflite,tflm,tvm)")
     pe.set_defaults(fn=cmd_export)
     pm = sub.add_parser("plan-memory", help="activation arena plan (layer by layer)")
     _add_model_args(pm)

@@ -36,10 +36,10 @@ def _lsb_stats(ig: Graph, backend, path: str, data: CalibrationData, idx: Sequen
                session) -> dict[str, Any]:
     ig = getattr(backend, "reference_graph", lambda g: g)(ig)  # the runtime's exact rules
     max_d, total, count = 0, 0.0, 0
-    for i in idx:
+    all_theirs = _run_all(backend, path, [data.sample(i) for i in idx], session, raw=True)
+    for i, theirs in zip(idx, all_theirs):
         feeds = data.sample(i)
         ours = run_graph(ig, quantize_feeds(ig, feeds))
-        theirs = backend.run(path, feeds, raw=True, session=session)
         for v in ig.outputs:
             d = np.abs(ours[v.name].astype(np.int64) - theirs[v.name].astype(np.int64))
             max_d = max(max_d, int(d.max()))
@@ -49,14 +49,24 @@ def _lsb_stats(ig: Graph, backend, path: str, data: CalibrationData, idx: Sequen
             "mean_abs_diff_lsb": round(total / max(count, 1), 6)}
 
 
+def _run_all(backend, path: str, feeds_list: list, session, raw: bool = False) -> list:
+    """Every sample through the backend; in one call where the backend batches (an emulator
+    boots once)."""
+    many = getattr(backend, "run_many", None)
+    if many is not None:
+        return many(path, feeds_list, raw=raw, session=session) if feeds_list else []
+    return [backend.run(path, f, raw=raw, session=session) for f in feeds_list]
+
+
 def _sqnr(fg: Graph, ig: Graph, backend, path: str, data: CalibrationData, idx, session
           ) -> float | None:
     sig = noise = 0.0
     out = fg.outputs[0].name
-    for i in idx:
+    theirs = _run_all(backend, path, [data.sample(i) for i in idx], session)
+    for i, t in zip(idx, theirs):
         feeds = data.sample(i)
         f = run_graph(fg, feeds)[out].astype(np.float64)
-        q = backend.run(path, feeds, session=session)[out].astype(np.float64)
+        q = t[out].astype(np.float64)
         sig += float((f * f).sum())
         noise += float(((f - q) ** 2).sum())
     if not idx:
@@ -86,7 +96,10 @@ def per_layer_check(ig: Graph, data: CalibrationData, samples: Sequence[int]) ->
     return {"max_abs_diff_lsb": worst, "worst_layer": worst_name, "samples": len(samples)}
 
 
-def _latency_ms(backend, path: str, feeds, repeats: int = 20) -> float:
+def _latency_ms(backend, path: str, feeds, repeats: int = 20) -> float | None:
+    own = getattr(backend, "latency_ms", None)
+    if own is not None:
+        return own(path, feeds, repeats)
     fast = getattr(backend, "fast_session", None)
     sess = fast(path) if fast else backend.session(path, threads=1)
     backend.run(path, feeds, session=sess)
@@ -141,7 +154,7 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
         sess = be.session(path)
         entry: dict[str, Any] = {
             "artifact": os.path.basename(path),
-            "size_bytes": os.path.getsize(path),
+            "size_bytes": _size(path),
             "op_counts": getattr(be, "op_counts", None) or _op_counts(path),
             "verification": {
                 "calibration": _lsb_stats(ig, be, path, data, calib_idx, sess),
@@ -153,6 +166,10 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
         }
         if name == "tflm":
             entry["arena_bytes"] = be.arena_bytes
+        if hasattr(be, "memory"):
+            entry["memory"] = dict(be.memory)
+        if hasattr(be, "size"):
+            entry["memory"]["arm_none_eabi_size"] = be.size(path)
         if name == "tflite":
             from edgeq.backends.tflite import per_layer_xnnpack
 
@@ -187,6 +204,12 @@ def _ref_sqnr(fg: Graph, ig: Graph, data: CalibrationData, idx) -> float:
     return round(10 * np.log10(sig / noise), 2) if noise > 0 else float("inf")
 
 
+def _size(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(path, f)) for f in sorted(os.listdir(path)))
+    return os.path.getsize(path)
+
+
 def _op_counts(path: str) -> dict[str, int]:
     if path.endswith(".onnx"):
         import onnx
@@ -207,13 +230,26 @@ def format_export(report: dict[str, Any]) -> str:
                      v["held_out"]["max_abs_diff_lsb"],
                      (v.get("per_layer") or v.get("per_layer_default_delegate") or
                       {}).get("max_abs_diff_lsb", "-"),
-                     t["sqnr_db_vs_float"], t["latency_ms"]])
+                     t["sqnr_db_vs_float"],
+                     "-" if t["latency_ms"] is None else t["latency_ms"]])
     table = format_table(rows, ["target", "artifact", "bytes", "max LSB (calib)",
                                 "max LSB (held-out)", "max LSB per layer", "SQNR dB",
                                 "latency ms"])
     lines = [table, f"integer interpreter: SQNR {report['integer_interpreter']['sqnr_db_vs_float']}"
              f" dB vs float on held-out samples"]
     for name, t in report["targets"].items():
+        if "memory" in t:
+            m = t["memory"]
+            pp = m["patch_plan"]
+            line = (f"{name}: static arena {m['arena_bytes']:,} bytes"
+                    + (f" (patch-based: {pp['grid']}x{pp['grid']} patches up to "
+                       f"{pp['split_layer']}, +{pp['mac_overhead_percent']}% MACs)" if pp else
+                       " (layer by layer)"))
+            sz = m.get("arm_none_eabi_size")
+            if sz:
+                line += (f"; {name} build: text {sz['text']:,}, rodata {sz['rodata']:,}, bss "
+                         f"{sz['bss']:,} bytes (flash {sz['flash_bytes']:,})")
+            lines.append(line)
         if "arena_bytes" in t:
             lines.append(f"{name}: smallest TFLite Micro arena that allocates: "
                          f"{t['arena_bytes']:,} bytes")

@@ -77,12 +77,13 @@ def run_graph(graph: Graph, feeds: Mapping[str, np.ndarray], keep: bool = False,
 
 
 def run_batch(graph: Graph, x: np.ndarray, input_name: str | None = None,
-              runner=None) -> list[np.ndarray]:
+              runner=None, many=None) -> list[np.ndarray]:
     """Run every sample of ``x`` (first axis = samples) through a single-input graph.
 
     ``x`` is either ``(N, *input_shape[1:])`` when the input's batch dimension is 1 (samples
     replace the batch axis; outputs are concatenated on axis 0), or ``(N, *input_shape)``
-    (outputs are stacked on a new axis 0). ``runner(graph, feeds)`` defaults to ``run_graph``.
+    (outputs are stacked on a new axis 0). ``runner(graph, feeds)`` defaults to ``run_graph``;
+    ``many(graph, feeds_list)`` (one call for every sample) replaces it when given.
     """
     runner = runner or run_graph
     if len(graph.inputs) != 1 and input_name is None:
@@ -103,9 +104,9 @@ def run_batch(graph: Graph, x: np.ndarray, input_name: str | None = None,
     if x.shape[0] == 0:
         raise EdgeqError("input array has no samples (first axis is 0)")
     per_out: list[list[np.ndarray]] = [[] for _ in graph.outputs]
-    for i in range(x.shape[0]):
-        sample = x[i:i + 1] if mode == "concat" else x[i]
-        res = runner(graph, {inp.name: sample})
+    feeds = [{inp.name: x[i:i + 1] if mode == "concat" else x[i]} for i in range(x.shape[0])]
+    results = many(graph, feeds) if many else (runner(graph, f) for f in feeds)
+    for res in results:
         for k, v in enumerate(graph.outputs):
             per_out[k].append(res[v.name])
     join = np.concatenate if mode == "concat" else np.stack

@@ -163,7 +163,9 @@ def place_exact(blocks: list[Block], lower_bound: int, budget: int = 200_000
     (take the blocks of an optimal packing by increasing offset: each lands at or below its
     optimal offset, so none collides later), so searching orders is exact; the search stops at
     the lower bound (the peak live bytes) or after ``budget`` steps. Returns (arena, proven)."""
-    best = max(b.offset + b.size for b in blocks)
+    placed_already = all(b.offset >= 0 for b in blocks)
+    best = max(b.offset + b.size for b in blocks) if placed_already else sum(
+        b.size for b in blocks) + 1
     best_offsets = [b.offset for b in blocks]
     visited = 0
     placed: list[Block] = []

@@ -10,6 +10,7 @@ import pytest
 import edgeq
 from edgeq.quant.pipeline import quantize_feeds
 from edgeq.runtime.reference import run_graph
+from edgeq.schedule.arena import plan_memory
 from edgeq.schedule.patch import chain_prefix, regions, run_stage_patched, search
 from models import data
 
@@ -75,3 +76,18 @@ def test_mobilenet_patch_peak_is_a_quarter_of_tflite_micro(zoo_dir):
     arena = smallest_arena(lower_graph(ig))
     assert plan is not None and plan.overhead <= 0.20
     assert plan.peak_bytes * 4 <= arena, (plan.peak_bytes, arena)
+
+
+@pytest.mark.slow
+def test_patched_arena_plan_reaches_the_patch_peak_on_mobilenet(zoo_dir):
+    """The C backend's arena (one static block, tiles included) is exactly the searched peak."""
+    from edgeq.backends.c import memory_plan
+    from tests.backends.test_ort_qdq import _float_and_data
+
+    fg, cal = _float_and_data("mobilenet_v2", zoo_dir, n=4)
+    ig = edgeq.quantize(fg, cal).graph
+    order, pp, plan = memory_plan(ig)
+    assert pp is not None
+    assert plan.arena_bytes == pp.peak_bytes
+    full = plan_memory(ig)
+    assert plan.arena_bytes < full.arena_bytes

@@ -97,6 +97,9 @@ class CBackend:
             f.write(source)
         for name in RUNTIME_FILES:
             shutil.copyfile(os.path.join(HERE, name), os.path.join(path, name))
+        from collections import Counter
+
+        self.op_counts = dict(sorted(Counter(n.op for n in graph.nodes).items()))
         self.memory = {
             "arena_bytes": plan.arena_bytes, "peak_live_bytes": plan.peak_live_bytes,
             "arena_proven_smallest": plan.optimal,

@@ -1,0 +1,139 @@
+"""C backend: the generated C99 library is bit-exact (0 LSB) with the integer interpreter when
+built with the host gcc and when built with arm-none-eabi-gcc and run on QEMU's Cortex-M4 and
+Cortex-M7 MPS2 boards; it has no float and no malloc, one static arena sized by the planner, and
+runs the patch-based schedule; it refuses what it has no kernel for, naming each node."""
+
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+import edgeq
+from edgeq.backends import get_backend
+from edgeq.export import export
+from edgeq.ir.graph import EdgeqError
+from edgeq.quant.calibrate import CalibrationData
+from tests.backends.test_ort_qdq import _float_and_data
+from tests.quant.test_integer_ops import CASES, _quantized
+
+CNN_ZOO = ["digits_cnn", "mobilenet_v2", "resnet8", "ds_cnn"]
+HAVE_ARM = all(shutil.which(t) for t in ("arm-none-eabi-gcc", "qemu-system-arm"))
+NEEDS_ARM = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc or qemu-system-arm is "
+                               "not installed (make installs them with apt-get)")
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no host gcc")
+
+
+def _exact(report, target):
+    v = report["targets"][target]["verification"]
+    assert v["calibration"]["max_abs_diff_lsb"] == 0, (target, v)
+    assert v["held_out"]["max_abs_diff_lsb"] == 0, (target, v)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CNN_ZOO)
+def test_zoo_cnn_bit_exact_with_host_gcc(name, zoo_dir, tmp_path):
+    fg, cal = _float_and_data(name, zoo_dir, n=12)
+    report = export(fg, cal, ["c"], str(tmp_path), {"eval_samples": 2})
+    _exact(report, "c")
+    mem = report["targets"]["c"]["memory"]
+    assert mem["arena_bytes"] >= mem["peak_live_bytes"] > 0
+    model_c = (tmp_path / "c" / "model.c").read_text()
+    assert f"static int8_t A[{mem['arena_bytes']}]" in model_c
+    assert report["targets"]["c"]["latency_ms"] > 0
+
+
+@pytest.mark.slow
+@NEEDS_ARM
+def test_mobilenet_patch_schedule_on_cortex_m4_and_m7_bit_exact_and_quarter_of_tflm(
+        zoo_dir, tmp_path):
+    """The issue's goal: patch-based peak <= 1/4 of TFLite Micro's arena for the same int8
+    model, <= 20% extra MACs, and the C build bit-exact on emulated Cortex-M boards."""
+    fg, cal = _float_and_data("mobilenet_v2", zoo_dir, n=8)
+    report = export(fg, cal, ["c", "cortex-m4", "cortex-m7", "tflm"], str(tmp_path),
+                    {"eval_samples": 2})
+    for target in ("c", "cortex-m4", "cortex-m7", "tflm"):
+        _exact(report, target)
+    ig = edgeq.load_model(str(tmp_path))
+    weight_bytes = sum(v.const.nbytes for n in ig.nodes for v in n.inputs[1:]
+                       if v is not None and v.is_const)
+    mem = report["targets"]["cortex-m4"]["memory"]
+    assert mem["patch_plan"] is not None and mem["patch_plan"]["mac_overhead_percent"] <= 20
+    assert mem["arena_bytes"] * 4 <= report["targets"]["tflm"]["arena_bytes"], mem
+    for cpu in ("cortex-m4", "cortex-m7"):
+        size = report["targets"][cpu]["memory"]["arm_none_eabi_size"]
+        assert size["bss"] == mem["arena_bytes"]  # the one static arena is all the RAM it uses
+        assert size["rodata"] >= weight_bytes  # weights and tables live in flash (const)
+        assert size["float_helpers"] == [], size  # no soft-float calls in the integer path
+        assert size["flash_bytes"] == size["text"] + size["rodata"] + size["data"]
+
+
+@NEEDS_ARM
+@pytest.mark.parametrize("rounding", ["edgeq", "tflite"])
+def test_single_ops_on_cortex_m4_bit_exact(rounding, tmp_path):
+    g, _, x = _quantized("add_sub_residual")
+    ig = edgeq.quantize(g, x, rounding=rounding, equalize=False).graph
+    be = get_backend("cortex-m4")
+    edgeq.save(ig, str(tmp_path / "model.eqm"))
+    path = be.lower(ig, str(tmp_path))
+    feeds = [{"x": x[i:i + 1]} for i in range(4)]
+    theirs = be.run_many(path, feeds, raw=True)
+    for f, t in zip(feeds, theirs):
+        ours = edgeq.run(ig, f["x"], raw=True)[0]
+        np.testing.assert_array_equal(t[ig.outputs[0].name], ours)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("rounding", ["edgeq", "tflite"])
+def test_every_integer_op_case_is_bit_exact_or_refused_with_reason(case, rounding, tmp_path):
+    g, _, x = _quantized(case)
+    ig = edgeq.quantize(g, x, rounding=rounding, equalize=False).graph
+    be = get_backend("c")
+    reasons = be.supports(ig)
+    if reasons:
+        for r in reasons:  # "<node name> (<op>): <why>"
+            assert re.match(r".+ \((\w+)\): .+", r), r
+        with pytest.raises(EdgeqError, match="C backend"):
+            be.lower(ig, str(tmp_path))
+        return
+    report = export(g, CalibrationData(g, arrays={"x": x}), ["c"], str(tmp_path),
+                    {"eval_samples": 2, "equalize": False, "rounding": rounding})
+    _exact(report, "c")
+
+
+def test_generated_code_has_no_float_no_malloc_and_is_deterministic(tmp_path):
+    g, _, x = _quantized("pools")
+    ig = edgeq.quantize(g, x, equalize=False).graph
+    be = get_backend("c")
+    a = be.lower(ig, str(tmp_path / "a"))
+    b = be.lower(ig, str(tmp_path / "b"))
+    for name in sorted(os.listdir(a)):
+        with open(os.path.join(a, name), "rb") as fa, open(os.path.join(b, name), "rb") as fb:
+            assert fa.read() == fb.read(), name
+    for name in ("model.c", "model.h", "edgeq_rt.h"):
+        text = open(os.path.join(a, name)).read()
+        code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # comments may say "no float"
+        for word in ("float", "double", "malloc", "free("):
+            assert word not in code, (name, word)
+
+
+def test_refuses_int16_and_unsupported_ops_naming_each_node():
+    g, _, x = _quantized("conv_relu_pad")
+    out = g.outputs[0].name
+    ig = edgeq.quantize(g, x, int16=[out], equalize=False).graph
+    reasons = get_backend("c").supports(ig)
+    assert any("int16" in r for r in reasons), reasons
+    g, _, x = _quantized("conv_transpose")
+    reasons = get_backend("c").supports(edgeq.quantize(g, x).graph)
+    assert any("QConvTranspose" in r and "no C kernel" in r for r in reasons), reasons
+
+
+def test_missing_toolchain_is_a_clear_error(monkeypatch, tmp_path):
+    g, _, x = _quantized("pools")
+    ig = edgeq.quantize(g, x, equalize=False).graph
+    be = get_backend("cortex-m7")
+    path = be.lower(ig, str(tmp_path))
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(EdgeqError, match="arm-none-eabi-gcc not found.*apt-get"):
+        be.build(path)
