@@ -66,7 +66,15 @@ def datasets(name: str, info: dict):
         return xtr[:256], xte, yte
     if name == "ds_cnn":
         return data.speech_features(64, seed=1), data.speech_features(64, seed=2), None
-    size = info["input_shape"][-1]
+    shape = info["input_shape"]
+    if len(shape) != 4:  # token sequences (transformer block): unit-normal embeddings
+        import numpy as np
+
+        def draw(seed):
+            return np.random.default_rng(seed).normal(size=(64,) + tuple(shape[1:])).astype(
+                np.float32)
+        return draw(1), draw(2), None
+    size = shape[-1]
     return data.photo_crops(64, size, seed=1), data.photo_crops(64, size, seed=2), None
 
 

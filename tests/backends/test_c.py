@@ -32,8 +32,8 @@ def _exact(report, target):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", CNN_ZOO)
-def test_zoo_cnn_bit_exact_with_host_gcc(name, zoo_dir, tmp_path):
+@pytest.mark.parametrize("name", CNN_ZOO + ["transformer_block"])
+def test_zoo_model_bit_exact_with_host_gcc(name, zoo_dir, tmp_path):
     fg, cal = _float_and_data(name, zoo_dir, n=12)
     report = export(fg, cal, ["c"], str(tmp_path), {"eval_samples": 2})
     _exact(report, "c")
@@ -70,9 +70,11 @@ def test_mobilenet_patch_schedule_on_cortex_m4_and_m7_bit_exact_and_quarter_of_t
 
 
 @NEEDS_ARM
-@pytest.mark.parametrize("rounding", ["edgeq", "tflite"])
-def test_single_ops_on_cortex_m4_bit_exact(rounding, tmp_path):
-    g, _, x = _quantized("add_sub_residual")
+@pytest.mark.parametrize("case,rounding", [("add_sub_residual", "edgeq"),
+                                           ("add_sub_residual", "tflite"),
+                                           ("softmax", "edgeq"), ("layernorm_affine", "edgeq")])
+def test_single_ops_on_cortex_m4_bit_exact(case, rounding, tmp_path):
+    g, _, x = _quantized(case)
     ig = edgeq.quantize(g, x, rounding=rounding, equalize=False).graph
     be = get_backend("cortex-m4")
     edgeq.save(ig, str(tmp_path / "model.eqm"))

@@ -330,4 +330,166 @@ static void eq_concat(int8_t *y, int outer, int n, const int8_t *const *xs, cons
         }
 }
 
+/* ---- data movement ----------------------------------------------------------------------- */
+#define EQ_MAX_RANK 6
+
+/* y = x.transpose(perm); x has shape `shape` (rank <= EQ_MAX_RANK). */
+static void eq_transpose(const int8_t *x, int8_t *y, int rank, const int32_t *shape,
+                         const int32_t *perm) {
+    int32_t in_stride[EQ_MAX_RANK], out_shape[EQ_MAX_RANK], step[EQ_MAX_RANK],
+        idx[EQ_MAX_RANK] = {0};
+    int32_t total = 1;
+    for (int i = rank - 1, s = 1; i >= 0; i--) {
+        in_stride[i] = s;
+        s *= shape[i];
+    }
+    for (int i = 0; i < rank; i++) {
+        out_shape[i] = shape[perm[i]];
+        step[i] = in_stride[perm[i]];
+        total *= out_shape[i];
+    }
+    int32_t src = 0;
+    for (int32_t o = 0; o < total; o++) {
+        y[o] = x[src];
+        for (int i = rank - 1; i >= 0; i--) { /* odometer over the output index */
+            src += step[i];
+            if (++idx[i] < out_shape[i]) break;
+            src -= step[i] * out_shape[i];
+            idx[i] = 0;
+        }
+    }
+}
+
+/* Split: `outer` blocks of the input, each cut into n contiguous parts of inner[i] bytes. */
+static void eq_split(const int8_t *x, int outer, int n, int8_t *const *ys, const int32_t *inner) {
+    for (int o = 0; o < outer; o++)
+        for (int i = 0; i < n; i++) {
+            memcpy(ys[i] + (int32_t)o * inner[i], x, (size_t)inner[i]);
+            x += inner[i];
+        }
+}
+
+/* ---- QMatMul: batched (a - a_zp) @ (b - b_zp), one multiplier ----------------------------- */
+static void eq_matmul(const eq_requant *q, int32_t a_zp, int32_t b_zp, const int8_t *a,
+                      const int8_t *b, int8_t *y, int batch, int m, int k, int n) {
+    for (int bt = 0; bt < batch; bt++) {
+        const int8_t *ab = a + (int32_t)bt * m * k, *bb = b + (int32_t)bt * k * n;
+        int8_t *yb = y + (int32_t)bt * m * n;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                int32_t acc = 0;
+                for (int t = 0; t < k; t++)
+                    acc += (ab[i * k + t] - a_zp) * (bb[t * n + j] - b_zp);
+                yb[i * n + j] = eq_out(q, acc, 0);
+            }
+    }
+}
+
+/* ---- QReduceMean over a contiguous run of axes: outer x reduce x inner ------------------- */
+static void eq_reduce_mean(const eq_requant *q, int32_t x_zp, const int8_t *x, int8_t *y,
+                           int outer, int reduce, int inner) {
+    for (int o = 0; o < outer; o++)
+        for (int i = 0; i < inner; i++) {
+            int64_t sum = 0;
+            for (int r = 0; r < reduce; r++) sum += x[((int32_t)o * reduce + r) * inner + i] - x_zp;
+            y[(int32_t)o * inner + i] = eq_out(q, sum, 0);
+        }
+}
+
+/* ---- integer reciprocal and inverse square root (Newton; docs/numerics.md) --------------- */
+static inline int eq_bit_length(int64_t x) {
+    int n = 0;
+    while (x > 0) {
+        n++;
+        x >>= 1;
+    }
+    return n;
+}
+
+/* 1/s ~= r * 2**-k for s > 0, r in Q30. */
+static inline int64_t eq_reciprocal(int64_t s, int *k) {
+    int b = eq_bit_length(s) - 1;
+    int64_t x = b <= 30 ? s << (30 - b) : s >> (b - 30);
+    int64_t one = (int64_t)1 << 30;
+    int64_t r = ((int64_t)3031741620LL - (((int64_t)2021161081 * x) >> 31)) >> 1;
+    for (int i = 0; i < 4; i++) {
+        int64_t t = one - ((x * r) >> 30);
+        r = r + ((r * t) >> 30);
+    }
+    *k = 30 + b;
+    return r;
+}
+
+/* 1/sqrt(q) ~= r * 2**-k for q > 0, r in Q30. */
+static inline int64_t eq_inverse_sqrt(int64_t q, int *k) {
+    int b = eq_bit_length(q) - 1;
+    int b2 = b - (b % 2);
+    int64_t x = b2 <= 30 ? q << (30 - b2) : q >> (b2 - 30);
+    int64_t three = (int64_t)3 << 30;
+    int64_t r = x >= ((int64_t)2 << 30) ? 644245094 : 912680550;
+    for (int i = 0; i < 6; i++) {
+        int64_t t = (r * r) >> 30;
+        t = (x * t) >> 30;
+        r = (r * (three - t)) >> 31;
+    }
+    *k = 30 + b2 / 2;
+    return r;
+}
+
+/* Round-half-up right shift by n (n <= 0: unchanged). */
+static inline int64_t eq_shift_round(int64_t x, int n) {
+    return n > 0 ? (x + ((int64_t)1 << (n - 1))) >> n : x;
+}
+
+/* ---- QSoftmax over rows of `len`: e = table[max - x], y = y_zp + e * 256 / sum(e) ---------- */
+static void eq_softmax(const int32_t *exp_table, int32_t y_zp, int32_t act_min, int32_t act_max,
+                       const int8_t *x, int8_t *y, int rows, int len) {
+    for (int r = 0; r < rows; r++) {
+        const int8_t *xr = x + (int32_t)r * len;
+        int8_t *yr = y + (int32_t)r * len;
+        int mx = -128;
+        for (int i = 0; i < len; i++)
+            if (xr[i] > mx) mx = xr[i];
+        int64_t total = 0;
+        for (int i = 0; i < len; i++) total += exp_table[mx - xr[i]];
+        int k;
+        int64_t rec = eq_reciprocal(total, &k);
+        for (int i = 0; i < len; i++) {
+            int64_t e = exp_table[mx - xr[i]];
+            yr[i] = eq_clamp(eq_shift_round(e * rec, k - 8) + y_zp, act_min, act_max);
+        }
+    }
+}
+
+/* ---- QLayerNorm over rows of K: c = K*(x - x_zp) - sum, y = rescale(c / sqrt(sum c^2)) ---- */
+typedef struct {
+    int32_t x_zp, eps_q;
+    const int8_t *gamma_sign; /* K values, or NULL */
+    const int32_t *beta_q;    /* K values, or NULL */
+    eq_requant q;             /* K multipliers; shifts already include the 16 of Q16 */
+} eq_layernorm_t;
+
+static void eq_layernorm(const eq_layernorm_t *p, const int8_t *x, int8_t *y, int rows, int k) {
+    for (int r = 0; r < rows; r++) {
+        const int8_t *xr = x + (int32_t)r * k;
+        int8_t *yr = y + (int32_t)r * k;
+        int64_t sum = 0, sq = 0;
+        for (int i = 0; i < k; i++) sum += xr[i] - p->x_zp;
+        for (int i = 0; i < k; i++) {
+            int64_t c = (int64_t)k * (xr[i] - p->x_zp) - sum;
+            sq += c * c;
+        }
+        int kk;
+        int64_t rs = eq_inverse_sqrt(sq + p->eps_q, &kk);
+        for (int i = 0; i < k; i++) {
+            int64_t c = (int64_t)k * (xr[i] - p->x_zp) - sum;
+            int64_t t = eq_shift_round(c * rs, kk - 16);
+            if (p->gamma_sign) t *= p->gamma_sign[i];
+            int64_t v = eq_rescale(t, p->q.mult[i], p->q.shift[i], p->q.rule);
+            if (p->beta_q) v += p->beta_q[i];
+            yr[i] = eq_clamp(v + p->q.y_zp, p->q.act_min, p->q.act_max);
+        }
+    }
+}
+
 #endif /* EDGEQ_RT_H */

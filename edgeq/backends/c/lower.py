@@ -16,8 +16,10 @@ from edgeq.ir.graph import DType, EdgeqError, Graph, Node, Value
 SPATIAL_KERNELS = {"QConv", "MaxPool", "QAveragePool"}
 ELEMENTWISE = {"QAdd", "QMul", "Requantize", "QLookup"}
 ALIASES = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
-SUPPORTED = SPATIAL_KERNELS | ELEMENTWISE | ALIASES | {"QGlobalAveragePool", "QGemm", "Pad",
-                                                       "Concat"}
+SUPPORTED = SPATIAL_KERNELS | ELEMENTWISE | ALIASES | {
+    "QGlobalAveragePool", "QGemm", "Pad", "Concat", "Split", "Transpose", "QMatMul",
+    "QReduceMean", "QSoftmax", "QLayerNorm"}
+MAX_RANK = 6
 MAX_ACC_TERMS = (2**31 - 1) // (255 * 128)  # int32 accumulation stays exact below this
 
 
@@ -64,6 +66,21 @@ def _node_reason(node: Node) -> str | None:
             return f"only non-negative spatial padding, got pads {list(p)}"
     if node.op in ELEMENTWISE and len(node.outputs[0].shape) > 4:
         return f"rank {len(node.outputs[0].shape)} > 4"
+    if node.op == "Transpose" and len(x.shape) > MAX_RANK:
+        return f"rank {len(x.shape)} > {MAX_RANK}"
+    if node.op == "QMatMul":
+        a, b = node.inputs[0].shape, node.inputs[1].shape
+        if node.inputs[1].is_const or len(a) < 2 or list(a[:-2]) != list(b[:-2]):
+            return f"needs two activations with equal batch dimensions, got {list(a)} @ {list(b)}"
+    if node.op == "QReduceMean":
+        axes = sorted(ax % len(x.shape) for ax in (node.attrs.get("axes") or
+                                                   range(len(x.shape))))
+        if axes != list(range(axes[0], axes[-1] + 1)):
+            return f"reduces non-adjacent axes {axes}"
+    if node.op == "QSoftmax" and node.attrs["axis"] % len(x.shape) != len(x.shape) - 1:
+        return "softmax over a non-last axis"
+    if node.op == "QLayerNorm" and np.asarray(node.attrs["shift"]).max(initial=0) + 16 > 62:
+        return "rescale shift above 62"
     return None
 
 
@@ -258,6 +275,54 @@ class Emitter:
             self.body.append(f"    {{ const int8_t *xs[] = {{{xs}}}; static const int32_t "
                              f"in[] = {{{', '.join(map(str, inner))}}}; eq_concat({self.ptr(y)},"
                              f" {outer}, {len(inner)}, xs, in); }}")
+        elif op == "Transpose":
+            shape, perm = list(x.shape), [int(p) for p in a["perm"]]
+            self.body.append(f"    {{ static const int32_t s[] = {{{', '.join(map(str, shape))}}}"
+                             f", p[] = {{{', '.join(map(str, perm))}}}; eq_transpose("
+                             f"{self.ptr(x)}, {self.ptr(y)}, {len(shape)}, s, p); }}")
+        elif op == "Split":
+            ax = a["axis"] % len(x.shape)
+            outer = int(np.prod(x.shape[:ax]))
+            inner = [int(np.prod(v.shape[ax:])) for v in node.outputs]
+            ys = ", ".join(self.ptr(v) for v in node.outputs)
+            self.body.append(f"    {{ int8_t *const ys[] = {{{ys}}}; static const int32_t "
+                             f"in[] = {{{', '.join(map(str, inner))}}}; eq_split({self.ptr(x)},"
+                             f" {outer}, {len(inner)}, ys, in); }}")
+        elif op == "QMatMul":
+            b = node.inputs[1]
+            q = self.struct("eq_requant", self.requant(node, a))
+            m, k = x.shape[-2:]
+            n = b.shape[-1]
+            batch = int(np.prod(x.shape[:-2]))
+            self.body.append(f"    eq_matmul(&{q}, {int(a['a_zp'])}, {int(a['b_zp'])}, "
+                             f"{self.ptr(x)}, {self.ptr(b)}, {self.ptr(y)}, {batch}, {m}, {k}, "
+                             f"{n});")
+        elif op == "QReduceMean":
+            axes = sorted(ax % len(x.shape) for ax in (a.get("axes") or range(len(x.shape))))
+            outer = int(np.prod(x.shape[:axes[0]]))
+            red = int(np.prod(x.shape[axes[0]:axes[-1] + 1]))
+            inner = int(np.prod(x.shape[axes[-1] + 1:]))
+            q = self.struct("eq_requant", self.requant(node, a))
+            self.body.append(f"    eq_reduce_mean(&{q}, {int(a['x_zp'])}, {self.ptr(x)}, "
+                             f"{self.ptr(y)}, {outer}, {red}, {inner});")
+        elif op == "QSoftmax":
+            length = x.shape[-1]
+            table = self.const("int32_t", a["exp_table"], node.name + "_exp")
+            self.body.append(f"    eq_softmax({table}, {int(a['y_zp'])}, {int(a['act_min'])}, "
+                             f"{int(a['act_max'])}, {self.ptr(x)}, {self.ptr(y)}, "
+                             f"{x.type.size // length}, {length});")
+        elif op == "QLayerNorm":
+            k = x.shape[-1]
+            shifted = dict(a, shift=np.broadcast_to(np.asarray(a["shift"]) + 16, (k,)),
+                           multiplier=np.broadcast_to(np.asarray(a["multiplier"]), (k,)))
+            gs = a.get("gamma_sign")
+            bq = a.get("beta_q")
+            gs = self.const("int8_t", gs, node.name + "_gsign") if gs is not None else "0"
+            bq = self.const("int32_t", bq, node.name + "_beta") if bq is not None else "0"
+            p = self.struct("eq_layernorm_t", f"{{{int(a['x_zp'])}, {int(a['eps_q'])}, {gs}, "
+                            f"{bq}, {self.requant(node, shifted)}}}")
+            self.body.append(f"    eq_layernorm(&{p}, {self.ptr(x)}, {self.ptr(y)}, "
+                             f"{x.type.size // k}, {k});")
         else:  # pragma: no cover - supports() refuses these first
             raise EdgeqError(f"{node.name}: no C kernel for {op}")
 
