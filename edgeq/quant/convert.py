@@ -586,11 +586,17 @@ def _softmax(cv: Converter, node: Node) -> None:
     x = cv.get(node.inputs[0])
     if x.dtype != DType.INT8:
         raise EdgeqError(f"Softmax '{node.name}': needs an int8 input, got {x.dtype.value}")
-    d = np.arange(256, dtype=np.float64)
-    table = np.round(65536.0 * np.exp(-d * x.qparams.scale[0])).astype(np.int32)
-    cv.emit("QSoftmax", node, [x], dict(axis=len(x.shape) - 1, exp_table=table, y_zp=-128,
-                                        act_min=-128, act_max=127), node.outputs[0],
-            SOFTMAX_QPARAMS, DType.INT8)
+    attrs = dict(axis=len(x.shape) - 1, y_zp=-128, act_min=-128, act_max=127)
+    if cv.cfg.rounding == "tflite":  # TFLite's own int8 softmax (gemmlowp fixed point)
+        from edgeq.quant.gemmlowp import softmax_exp_table
+
+        attrs.update(flavor="tflite", exp_table=softmax_exp_table(
+            float(np.float32(x.qparams.scale[0]))).astype(np.int32))
+    else:
+        d = np.arange(256, dtype=np.float64)
+        attrs["exp_table"] = np.round(65536.0 * np.exp(-d * x.qparams.scale[0])).astype(
+            np.int32)
+    cv.emit("QSoftmax", node, [x], attrs, node.outputs[0], SOFTMAX_QPARAMS, DType.INT8)
 
 
 @lowering("LayerNormalization")

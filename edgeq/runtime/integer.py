@@ -186,8 +186,18 @@ def inverse_sqrt(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @kernel("QSoftmax")
 def qsoftmax(a: Attrs, x):
-    """e = table[max - x] (Q16 exp), y = y_zp + round(e * 256 / sum(e)) via a Newton reciprocal."""
+    """e = table[max - x] (Q16 exp), y = y_zp + round(e * 256 / sum(e)) via a Newton reciprocal.
+    The tflite flavor is TFLite's int8 SOFTMAX (edgeq.quant.gemmlowp): Q0.31 exp table,
+    Q12.19 sum, gemmlowp's reciprocal, rounding divides."""
     ax = a["axis"]
+    if a.get("flavor") == "tflite":
+        from edgeq.quant import gemmlowp as gl
+
+        xi = x.astype(np.int64)
+        e = np.asarray(a["exp_table"], np.int64)[xi.max(axis=ax, keepdims=True) - xi]
+        total = gl.rdbpot(e, gl.ACCUMULATION_INTEGER_BITS).sum(axis=ax, keepdims=True)
+        scale, bits = gl.reciprocal(total)
+        return (_out(gl.rdbpot(gl.srdhm(scale, e), bits + 23), a),)
     xi = x.astype(np.int64)
     d = xi.max(axis=ax, keepdims=True) - xi
     e = np.asarray(a["exp_table"], np.int64)[d]

@@ -166,29 +166,64 @@ def per_layer_xnnpack(graph: Graph, envs: list[dict]) -> dict:
     return {"max_abs_diff_lsb": worst, "worst_layer": worst_name, "samples": len(envs)}
 
 
+_PROBE = """
+import os, sys
+from tflite_micro.python.tflite_micro import runtime
+data = open(sys.argv[1], "rb").read()
+lo, hi = int(sys.argv[2]), int(sys.argv[3])
+os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # TFLM prints every failed allocation
+def ok(n):
+    print("probe", n, flush=True)
+    try:
+        runtime.Interpreter.from_bytes(data, arena_size=n)
+        good = True
+    except Exception:
+        good = False
+    print("ok" if good else "fail", n, flush=True)
+    return good
+if not ok(hi):
+    sys.exit(3)
+while hi - lo > 16:
+    mid = (lo + hi) // 2
+    lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+"""
+
+
 def smallest_arena(data: bytes, hi: int = 1 << 24) -> int:
-    """Binary search (to 16 bytes) for the smallest TFLM arena that allocates the model."""
-    from tflite_micro.python.tflite_micro import runtime
+    """Binary search (to 16 bytes) for the smallest TFLM arena that allocates the model.
 
-    def ok(n: int) -> bool:
-        # TFLM prints each failed allocation to the C stderr: silence it while probing
-        saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        try:
-            runtime.Interpreter.from_bytes(data, arena_size=n)
-            return True
-        except Exception:
-            return False
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
+    The probes run in a child process: TFLite Micro's allocator crashes (SIGSEGV) on some arena
+    sizes just below what a model needs, instead of failing. A crashed probe counts as a failed
+    one and the search resumes in a fresh child."""
+    import subprocess
+    import sys
+    import tempfile
 
-    if not ok(hi):
-        raise EdgeqError(f"TFLite Micro cannot allocate this model even with {hi} bytes")
     lo = 0
-    while hi - lo > 16:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-    return hi
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
+        f.write(data)
+        f.flush()
+        for _ in range(64):
+            r = subprocess.run([sys.executable, "-c", _PROBE, f.name, str(lo), str(hi)],
+                               capture_output=True, text=True, timeout=600)
+            last = None
+            words = r.stdout.split()
+            for kind, n in zip(words[::2], words[1::2]):
+                n = int(n)
+                if kind == "probe":
+                    last = n
+                elif kind == "ok":
+                    hi, last = n, None
+                else:
+                    lo, last = n, None
+            if r.returncode == 3:
+                raise EdgeqError(f"TFLite Micro cannot allocate this model even with {hi} "
+                                 f"bytes")
+            if r.returncode == 0:
+                return hi
+            if last is None:
+                raise EdgeqError(f"TFLite Micro arena probe failed: {r.stderr.strip()[-500:]}")
+            lo = last  # the probe at `last` crashed: treat as too small
+            if hi - lo <= 16:
+                return hi
+    raise EdgeqError("TFLite Micro arena search did not converge")

@@ -67,6 +67,10 @@ def supports(graph: Graph) -> list[str]:
             why = "fully connected layers on inputs of rank > 2 are not lowered yet"
         elif n.op == "QMul" and len(n.inputs[1].qparams.scale if n.inputs[1].qparams else ()) > 1:
             why = "per-channel constant multipliers have no TFLite MUL form"
+        elif n.op == "QSoftmax" and n.attrs.get("flavor") != "tflite":
+            why = "edgeq's integer softmax is not TFLite's: quantize with --rounding tflite"
+        elif n.op == "QSoftmax" and len(n.inputs[0].shape) == 4:
+            why = "softmax over a 4-D tensor (laid out NHWC here) is not lowered yet"
         elif n.op == "Pad" and (n.attrs.get("mode", "constant") != "constant"
                                 or min(n.attrs["pads"]) < 0):
             why = "only constant, non-negative padding is lowered"
@@ -335,6 +339,17 @@ def _lookup(w: Writer, n: Node) -> None:
     go = s.GatherOptionsT()
     go.axis = 0
     w.op(s.BuiltinOperator.GATHER, [ti, idx], [w.act(y)], s.BuiltinOptions.GatherOptions, go)
+
+
+@lowering("QSoftmax")
+def _softmax(w: Writer, n: Node) -> None:
+    """TFLite's int8 SOFTMAX (beta 1, output 1/256 and -128): the tflite flavor of QSoftmax
+    follows its arithmetic, so the reference kernels match bit for bit."""
+    s = w.s
+    o = s.SoftmaxOptionsT()
+    o.beta = 1.0
+    w.op(s.BuiltinOperator.SOFTMAX, [w.act(n.inputs[0])], [w.act(n.outputs[0])],
+         s.BuiltinOptions.SoftmaxOptions, o)
 
 
 @lowering("Pad")
