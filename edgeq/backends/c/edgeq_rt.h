@@ -461,6 +461,42 @@ static void eq_softmax(const int32_t *exp_table, int32_t y_zp, int32_t act_min, 
     }
 }
 
+/* ---- QSoftmax, tflite flavor: TFLite's int8 SOFTMAX (gemmlowp fixed point) --------------
+ * exp_table holds TFLite's Q0.31 exp per max - x; sum in Q12.19; 1/sum by gemmlowp's
+ * one_over_one_plus_x_for_x_in_0_1 (Newton in Q2.29) after normalizing by leading zeros. */
+static inline int64_t eq_mul_pot(int64_t x, int k) { /* saturating x * 2**k, k > 0 */
+    int64_t thr = ((int64_t)1 << (31 - k)) - 1;
+    return x > thr ? INT32_MAX : (x < -thr ? INT32_MIN : x * ((int64_t)1 << k));
+}
+
+static void eq_softmax_tflite(const int32_t *exp_table, int32_t y_zp, int32_t act_min,
+                              int32_t act_max, const int8_t *x, int8_t *y, int rows, int len) {
+    for (int r = 0; r < rows; r++) {
+        const int8_t *xr = x + (int32_t)r * len;
+        int8_t *yr = y + (int32_t)r * len;
+        int mx = -128;
+        for (int i = 0; i < len; i++)
+            if (xr[i] > mx) mx = xr[i];
+        int64_t total = 0;
+        for (int i = 0; i < len; i++) total += eq_rdbpot(exp_table[mx - xr[i]], 12);
+        int h = 0;
+        while (h < 32 && !((uint32_t)total & (0x80000000u >> h))) h++;
+        int64_t a = (int64_t)(((uint32_t)total << h) & 0xFFFFFFFFu) - ((int64_t)1 << 31);
+        int32_t half = (int32_t)((a + ((int64_t)1 << 31)) >> 1);
+        int64_t z = 1515870810 + (int64_t)eq_srdhm(half, -1010580540);
+        for (int it = 0; it < 3; it++) {
+            int64_t t = ((int64_t)1 << 29) - eq_srdhm(half, (int32_t)z);
+            z = z + eq_mul_pot(eq_srdhm((int32_t)z, (int32_t)t), 2);
+        }
+        int32_t scale = (int32_t)eq_mul_pot(z, 1);
+        int bits = 12 - h + 23;
+        for (int i = 0; i < len; i++) {
+            int64_t v = eq_rdbpot(eq_srdhm(scale, exp_table[mx - xr[i]]), bits);
+            yr[i] = eq_clamp(v + y_zp, act_min, act_max);
+        }
+    }
+}
+
 /* ---- QLayerNorm over rows of K: c = K*(x - x_zp) - sum, y = rescale(c / sqrt(sum c^2)) ---- */
 typedef struct {
     int32_t x_zp, eps_q;

@@ -308,7 +308,8 @@ class Emitter:
         elif op == "QSoftmax":
             length = x.shape[-1]
             table = self.const("int32_t", a["exp_table"], node.name + "_exp")
-            self.body.append(f"    eq_softmax({table}, {int(a['y_zp'])}, {int(a['act_min'])}, "
+            fn = "eq_softmax_tflite" if a.get("flavor") == "tflite" else "eq_softmax"
+            self.body.append(f"    {fn}({table}, {int(a['y_zp'])}, {int(a['act_min'])}, "
                              f"{int(a['act_max'])}, {self.ptr(x)}, {self.ptr(y)}, "
                              f"{x.type.size // length}, {length});")
         elif op == "QLayerNorm":

@@ -294,12 +294,24 @@ def _reshape(w: Writer, n: Node) -> None:
         w.op(s.BuiltinOperator.TRANSPOSE, [src, w.const_i32(f"{n.name}/perm", [0, 3, 1, 2])],
              [t], s.BuiltinOptions.TransposeOptions, s.TransposeOptionsT())
         src = t
-    if len(y.shape) == 4:
-        raise ValueError(f"Reshape '{n.name}' to 4-D is not lowered yet")
+    out = w.act(y)
+    shape = list(y.shape)
+    if len(y.shape) == 4 and y.shape[2] * y.shape[3] == 1:
+        shape = w.nhwc_shape(shape)  # same element order as NCHW
+    elif len(y.shape) == 4:  # reshape to NCHW, then transpose to the NHWC tensor
+        t = w.tensor(f"{n.name}/nchw_out", shape, np.int8, None,
+                     w._qparams(y.qparams.scale, y.qparams.zero_point))
+        o = s.ReshapeOptionsT()
+        o.newShape = shape
+        w.op(s.BuiltinOperator.RESHAPE, [src, w.const_i32(f"{n.name}/shape", shape)], [t],
+             s.BuiltinOptions.ReshapeOptions, o)
+        w.op(s.BuiltinOperator.TRANSPOSE, [t, w.const_i32(f"{n.name}/perm_out", [0, 2, 3, 1])],
+             [out], s.BuiltinOptions.TransposeOptions, s.TransposeOptionsT())
+        return
     o = s.ReshapeOptionsT()
-    o.newShape = list(y.shape)
-    w.op(s.BuiltinOperator.RESHAPE, [src, w.const_i32(f"{n.name}/shape", list(y.shape))],
-         [w.act(y)], s.BuiltinOptions.ReshapeOptions, o)
+    o.newShape = shape
+    w.op(s.BuiltinOperator.RESHAPE, [src, w.const_i32(f"{n.name}/shape", shape)],
+         [out], s.BuiltinOptions.ReshapeOptions, o)
 
 
 @lowering("Requantize")

@@ -304,6 +304,58 @@ def _shift_half_up(lw: Lowerer, x, n):
     return lw.emit(op.right_shift(op.add(x, half), n))
 
 
+def _srdhm(lw: Lowerer, a, b):
+    """gemmlowp SaturatingRoundingDoublingHighMul on int64 tensors holding int32 values (the
+    saturating case, both INT32_MIN, cannot occur in the softmax)."""
+    op = lw.op
+    ab = lw.emit(op.multiply(a, b))
+    s = lw.emit(op.add(ab, op.where(op.greater_equal(ab, _i64(lw, 0)), _i64(lw, 1 << 30),
+                                    _i64(lw, 1 - (1 << 30)))))
+    return lw.emit(op.where(op.greater_equal(s, _i64(lw, 0)), op.right_shift(s, _i64(lw, 31)),
+                            op.negative(op.right_shift(op.negative(s), _i64(lw, 31)))))
+
+
+def _rdbpot(lw: Lowerer, x, e):
+    """gemmlowp RoundingDivideByPOT (round half away from zero); ``e`` a tensor or an int."""
+    op = lw.op
+    e = _i64(lw, e) if isinstance(e, int) else e
+    mask = lw.emit(op.subtract(op.left_shift(_i64(lw, 1), e), _i64(lw, 1)))
+    rem = op.bitwise_and(x, mask)
+    thr = op.add(op.right_shift(mask, _i64(lw, 1)), op.astype(op.less(x, _i64(lw, 0)), "int64"))
+    return lw.emit(op.add(op.right_shift(x, e), op.astype(op.greater(rem, thr), "int64")))
+
+
+def _mul_pot(lw: Lowerer, x, k: int):
+    """gemmlowp SaturatingRoundingMultiplyByPOT<k>, k > 0."""
+    op = lw.op
+    thr = (1 << (31 - k)) - 1
+    shifted = op.left_shift(x, _i64(lw, k))
+    return lw.emit(op.where(op.greater(x, _i64(lw, thr)), _i64(lw, (1 << 31) - 1),
+                            op.where(op.less(x, _i64(lw, -thr)), _i64(lw, -(1 << 31)), shifted)))
+
+
+def _softmax_tflite(lw: Lowerer, n: Node, e, ax: int) -> None:
+    """Mirrors the tflite flavor of runtime.integer.qsoftmax (edgeq.quant.gemmlowp)."""
+    op = lw.op
+    total = lw.emit(op.sum(_rdbpot(lw, e, 12), axis=[ax], keepdims=True))
+    headroom = lw.emit(op.multiply(total, _i64(lw, 0)))  # leading zeros of an int32
+    t = total
+    for k in (16, 8, 4, 2, 1):
+        small = lw.emit(op.less(t, _i64(lw, 1 << (32 - k))))
+        headroom = lw.emit(op.add(headroom, op.where(small, _i64(lw, k), _i64(lw, 0))))
+        t = lw.emit(op.where(small, op.left_shift(t, _i64(lw, k)), t))
+    a = lw.emit(op.subtract(op.left_shift(total, headroom), _i64(lw, 1 << 31)))
+    # one_over_one_plus_x_for_x_in_0_1, Newton-Raphson in Q2.29
+    half = lw.emit(op.right_shift(op.add(a, _i64(lw, (1 << 31) - 1 + 1)), _i64(lw, 1)))
+    x = lw.emit(op.add(_i64(lw, 1515870810), _srdhm(lw, half, _i64(lw, -1010580540))))
+    for _ in range(3):
+        t = lw.emit(op.subtract(_i64(lw, 1 << 29), _srdhm(lw, half, x)))
+        x = lw.emit(op.add(x, _mul_pot(lw, _srdhm(lw, x, t), 2)))
+    scale = _mul_pot(lw, x, 1)
+    bits = lw.emit(op.subtract(_i64(lw, 12 + 23), headroom))
+    lw.out(_rdbpot(lw, _srdhm(lw, scale, e), bits), n)
+
+
 @lowering("QSoftmax")
 def _softmax(lw: Lowerer, n: Node) -> None:
     op = lw.op
@@ -312,6 +364,8 @@ def _softmax(lw: Lowerer, n: Node) -> None:
     x = lw.emit(op.astype(lw.val(n.inputs[0]), "int64"))
     d = lw.emit(op.subtract(op.max(x, axis=[ax], keepdims=True), x))
     e = lw.emit(op.take(lw.c(np.asarray(a["exp_table"], np.int64)), d, axis=0))
+    if a.get("flavor") == "tflite":
+        return _softmax_tflite(lw, n, e, ax)
     r, k = _reciprocal(lw, lw.emit(op.sum(e, axis=[ax], keepdims=True)))
     lw.out(_shift_half_up(lw, op.multiply(e, r), lw.emit(op.subtract(k, _i64(lw, 8)))), n)
 
