@@ -96,15 +96,21 @@ def per_layer_check(ig: Graph, data: CalibrationData, samples: Sequence[int]) ->
     return {"max_abs_diff_lsb": worst, "worst_layer": worst_name, "samples": len(samples)}
 
 
+LATENCY_BUDGET_S = 2.0
+
+
 def _latency_ms(backend, path: str, feeds, repeats: int = 20) -> float | None:
+    """Median of ``repeats`` runs after a warm-up, stopping early (at least 3 runs) once the
+    runs have taken LATENCY_BUDGET_S: slow interpreters (TFLite Micro's Python interpreter on a
+    224-pixel net) need no 20 samples for a median."""
     own = getattr(backend, "latency_ms", None)
     if own is not None:
         return own(path, feeds, repeats)
     fast = getattr(backend, "fast_session", None)
     sess = fast(path) if fast else backend.session(path, threads=1)
     backend.run(path, feeds, session=sess)
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats and (len(times) < 3 or sum(times) < LATENCY_BUDGET_S * 1e3):
         t0 = time.perf_counter()
         backend.run(path, feeds, session=sess)
         times.append((time.perf_counter() - t0) * 1e3)

@@ -107,7 +107,8 @@ class Writer:
         t.buffer = 0
         if data is not None:
             b = self.s.BufferT()
-            b.data = np.ascontiguousarray(data, dtype).reshape(-1).view(np.uint8).tolist()
+            # a numpy array packs as one vector (a list packs element by element: slow)
+            b.data = np.ascontiguousarray(data, dtype).reshape(-1).view(np.uint8)
             self.buffers.append(b)
             t.buffer = len(self.buffers) - 1
         t.quantization = q
