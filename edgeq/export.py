@@ -84,7 +84,7 @@ def per_layer_check(ig: Graph, data: CalibrationData, samples: Sequence[int]) ->
     envs = [run_graph(ig, quantize_feeds(ig, data.sample(i)), keep=True) for i in samples]
     worst, worst_name = 0, None
     for node in ig.nodes:
-        ins = [v for v in node.inputs if v is not None and not v.is_const]
+        ins = list({v.name: v for v in node.inputs if v is not None and not v.is_const}.values())
         model = lower_graph(ig, nodes=[node], int_inputs=ins)
         sess = be.session(model.SerializeToString())
         for env in envs:

@@ -33,7 +33,7 @@ def broadcast(node: Node, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
 
 @rule("Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Sqrt", "Neg", "Abs", "Reciprocal", "HardSwish",
       "Identity", "Clip", "LeakyRelu", "HardSigmoid", "Gelu", "Softmax", "LRN",
-      "LayerNormalization", "BatchNormalization", "Dropout", "PRelu")
+      "LayerNormalization", "BatchNormalization", "Dropout", "PRelu", "Rsqrt")
 def _same(node, ts):
     return [ts[0]]
 

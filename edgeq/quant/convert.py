@@ -542,14 +542,23 @@ def _average(cv: Converter, node: Node) -> None:
         axes = node.attrs.get("axes")
         count = int(np.prod([x.shape[a] for a in (axes if axes is not None else
                                                    range(len(x.shape)))]))
-    m, n = quantize_multiplier(effective_scale(x.qparams.scale[0], denominator=qp.scale[0])
-                               / count)
+    if cv.cfg.rounding == "tflite" and node.op == "ReduceMean":
+        # TFLite has no integer MEAN with a rescale (its kernel requantizes in float): the
+        # TFLite lowering is a FULLY_CONNECTED with weights of 1 at scale 1/count, so the
+        # multiplier is derived from those float32 scales as TFLite derives it
+        w_scale = float(np.float32(1.0 / count))
+        m, n = quantize_multiplier(effective_scale(x.qparams.scale[0], w_scale,
+                                                   denominator=qp.scale[0]))
+        attrs.update(fc_weight_scale=w_scale)
+    else:
+        m, n = quantize_multiplier(effective_scale(x.qparams.scale[0],
+                                                   denominator=qp.scale[0]) / count)
     attrs.update(multiplier=m, shift=n)
     cv.emit("Q" + node.op, node, [x], attrs, out, qp, dtype)
 
 
 LUT_OPS = ("Relu", "Clip", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Gelu", "Erf",
-           "LeakyRelu", "PRelu", "Exp", "Sqrt", "Neg", "Abs", "Reciprocal")
+           "LeakyRelu", "PRelu", "Exp", "Sqrt", "Neg", "Abs", "Reciprocal", "Rsqrt")
 
 
 @lowering(*LUT_OPS)

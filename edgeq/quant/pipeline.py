@@ -132,6 +132,13 @@ def quantize(graph: Graph, data: CalibrationData, cfg: QuantConfig = QuantConfig
     check_graph(graph)  # fail before calibrating, with every reason at once
     t0 = time.perf_counter()
     fg = graph.copy()
+    decomposed: list[str] = []
+    if cfg.rounding == "tflite":  # TFLite has no LayerNorm kernel: its int8 builtins instead
+        from edgeq.passes.decompose_layernorm import decompose_layernorm
+
+        decomposed = [n.name for n in fg.nodes if n.op == "LayerNormalization"]
+        run_passes(fg, [("decompose_layernorm", decompose_layernorm)])
+        decomposed = [n for n in decomposed if n not in {m.name for m in fg.nodes}]
     eq = Equalize()
     eq_notes: list[str] = []
     if equalize:
@@ -163,6 +170,8 @@ def quantize(graph: Graph, data: CalibrationData, cfg: QuantConfig = QuantConfig
         error_compensated_rounding={"layers": info.gptq},
         weight_bytes=weight_bytes(graph, ig),
     )
+    if decomposed:
+        report["decomposed_layernorms"] = decomposed
     if int16_auto:
         report["mixed_precision"] = {"target_sqnr_db": target_sqnr_db, "steps": mixed}
     return QuantResult(ig, fg, report)

@@ -254,6 +254,14 @@ KERNELS["Reciprocal"] = _unary(np.reciprocal)
 KERNELS["HardSwish"] = _unary(lambda x: x * np.clip(x / 6.0 + 0.5, 0, 1))
 
 
+@kernel("Rsqrt")
+def rsqrt(a: Attrs, x):
+    """edgeq-internal: 1 / sqrt(x + eps) (LayerNorm decomposed for TFLite targets)."""
+    xd = x.astype(np.float64) + a.get("eps", 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return ((1.0 / np.sqrt(xd)).astype(x.dtype),)
+
+
 @kernel("Identity", "Dropout")
 def identity(a: Attrs, x, *rest):
     return (x,)

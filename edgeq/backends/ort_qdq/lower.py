@@ -166,7 +166,10 @@ def _matmul(b: Builder, n: Node) -> None:
 
 @lowering("QAdd")
 def _add(b: Builder, n: Node) -> None:
-    op = "Sub" if n.attrs["b_mult"] < 0 else "Add"
+    a = n.attrs
+    subtract = a.get("subtract") if a.get("flavor") == "tflite" else \
+        np.any(np.asarray(a["b_mult"]) < 0)
+    op = "Sub" if subtract else "Add"
     y = b.node(op, [b.dq(n.inputs[0]), b.dq(n.inputs[1])], n.name)
     b.q(b.activation(y, n), n.outputs[0])
 

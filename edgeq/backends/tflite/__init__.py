@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from edgeq.backends.tflite.lower import lower_graph, supports
+from edgeq.backends.tflite.lower import lower_graph, nhwc_values, supports
 from edgeq.ir.graph import EdgeqError, Graph
 
 ARTIFACT = "model.tflite"
@@ -28,12 +28,12 @@ def _load_graph(path: str):
     return serialize.load(eqm)
 
 
-def _to_nhwc(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if a.ndim == 4 else a
+def _to_nhwc(a: np.ndarray, image: bool = True) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if a.ndim == 4 and image else a
 
 
-def _to_nchw(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if a.ndim == 4 else a
+def _to_nchw(a: np.ndarray, image: bool = True) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if a.ndim == 4 and image else a
 
 
 class _Base:
@@ -53,11 +53,12 @@ class _Base:
         from edgeq.quant.pipeline import dequantize_array, quantize_feeds
 
         sess, graph = session or self.session(path)
+        nhwc = nhwc_values(graph)
         q = quantize_feeds(graph, feeds)
-        outs = self._invoke(sess, [_to_nhwc(q[v.name]) for v in graph.inputs])
+        outs = self._invoke(sess, [_to_nhwc(q[v.name], v.name in nhwc) for v in graph.inputs])
         res = {}
         for v, o in zip(graph.outputs, outs):
-            o = _to_nchw(o)
+            o = _to_nchw(o, v.name in nhwc)
             res[v.name] = o if raw else dequantize_array(o, v.qparams)
         return res
 
@@ -81,7 +82,7 @@ class TfliteBackend(_Base):
         rounding (measured; docs/numerics.md)."""
         g = graph.copy()
         for n in g.nodes:
-            if n.op == "QGemm":
+            if n.op in ("QGemm", "QReduceMean"):  # QReduceMean is lowered to FULLY_CONNECTED
                 n.attrs["rounding"] = "edgeq"
         return g
 
@@ -153,14 +154,15 @@ def per_layer_xnnpack(graph: Graph, envs: list[dict]) -> dict:
     worst, worst_name = 0, None
     for node in graph.nodes:
         sub = single_node_graph(graph, node)
+        nhwc = nhwc_values(sub)
         interp = li.Interpreter(model_content=lower_graph(sub))
         interp.allocate_tensors()
         for env in envs:
-            outs = TfliteBackend._invoke(None, interp, [_to_nhwc(env[v.name])
+            outs = TfliteBackend._invoke(None, interp, [_to_nhwc(env[v.name], v.name in nhwc)
                                                         for v in sub.inputs])
             for v, o in zip(sub.outputs, outs):
-                d = int(np.abs(_to_nchw(o).astype(np.int64) - env[v.name].astype(
-                    np.int64)).max())
+                d = int(np.abs(_to_nchw(o, v.name in nhwc).astype(np.int64) -
+                               env[v.name].astype(np.int64)).max())
                 if d > worst:
                     worst, worst_name = d, node.name
     return {"max_abs_diff_lsb": worst, "worst_layer": worst_name, "samples": len(envs)}

@@ -38,8 +38,36 @@ def same_pads(in_hw, k, s, d) -> list[int]:
     return [out[0][0], out[1][0], out[0][1], out[1][1]]
 
 
+# ops that are laid out NHWC in TFLite, and layout-agnostic ops that carry the layout along
+SPATIAL_OPS = {"QConv", "MaxPool", "QAveragePool", "Pad"}
+LAYOUT_AGNOSTIC = {"QAdd", "QMul", "QLookup", "Requantize", "Concat"}
+
+
+def nhwc_values(graph: Graph) -> set[str]:
+    """Names of the 4-D values laid out NHWC: those a spatial op reads or writes, and every 4-D
+    value joined to them through layout-agnostic ops. Other values (attention scores, 5-D
+    reshapes) keep their logical layout."""
+    out: set[str] = set()
+    for n in graph.nodes:
+        if n.op in SPATIAL_OPS:
+            out.update(v.name for v in (n.inputs[0], n.outputs[0]))
+    changed = True
+    while changed:
+        changed = False
+        for n in graph.nodes:
+            if n.op not in LAYOUT_AGNOSTIC:
+                continue
+            vals = [v for v in n.inputs + n.outputs if v is not None and not v.is_const and
+                    len(v.shape) == 4]
+            if any(v.name in out for v in vals) and not all(v.name in out for v in vals):
+                out.update(v.name for v in vals)
+                changed = True
+    return out
+
+
 def supports(graph: Graph) -> list[str]:
     reasons = []
+    nhwc = nhwc_values(graph)
     if graph.metadata.get("quantized") != "int":
         reasons.append("the graph is not quantized (run edgeq quantize first)")
     elif graph.metadata.get("rounding") != "tflite":
@@ -63,14 +91,21 @@ def supports(graph: Graph) -> list[str]:
         elif n.op == "QAveragePool" and any(n.attrs["pads"]) and n.attrs["pads"] != same_pads(
                 n.inputs[0].shape[2:], n.attrs["kernel_shape"], n.attrs["strides"], [1, 1]):
             why = "average pooling padding is neither SAME nor VALID"
-        elif n.op == "QGemm" and len(n.inputs[0].shape) != 2:
-            why = "fully connected layers on inputs of rank > 2 are not lowered yet"
+        elif n.op == "QGemm" and len(n.inputs[0].shape) > 4:
+            why = "fully connected layers on inputs of rank > 4"
         elif n.op == "QMul" and len(n.inputs[1].qparams.scale if n.inputs[1].qparams else ()) > 1:
             why = "per-channel constant multipliers have no TFLite MUL form"
         elif n.op == "QSoftmax" and n.attrs.get("flavor") != "tflite":
             why = "edgeq's integer softmax is not TFLite's: quantize with --rounding tflite"
-        elif n.op == "QSoftmax" and len(n.inputs[0].shape) == 4:
-            why = "softmax over a 4-D tensor (laid out NHWC here) is not lowered yet"
+        elif n.op in ("QSoftmax", "Transpose", "Split", "QMatMul", "QReduceMean") and \
+                n.inputs[0].name in nhwc:
+            why = ("its input is laid out NHWC in TFLite (it meets a convolution, pooling or "
+                   "pad) and this op is lowered for logical layouts only")
+        elif n.op == "QReduceMean" and "fc_weight_scale" not in n.attrs:
+            why = "mean without TFLite's arithmetic: quantize with --rounding tflite"
+        elif n.op == "QMatMul" and (n.inputs[1].is_const or
+                                    list(n.inputs[0].shape[:-2]) != list(n.inputs[1].shape[:-2])):
+            why = "BATCH_MATMUL needs two activations with equal batch dimensions"
         elif n.op == "Pad" and (n.attrs.get("mode", "constant") != "constant"
                                 or min(n.attrs["pads"]) < 0):
             why = "only constant, non-negative padding is lowered"
@@ -89,6 +124,7 @@ class Writer:
         self.op_codes: list = []
         self.code_index: dict[int, int] = {}
         self.index: dict[str, int] = {}
+        self.nhwc = nhwc_values(graph)
 
     # --- tensors ------------------------------------------------------------------------------
     def _qparams(self, scale, zp, dim=0):
@@ -119,20 +155,27 @@ class Writer:
     def nhwc_shape(shape) -> list[int]:
         return [shape[i] for i in NCHW_TO_NHWC] if len(shape) == 4 else list(shape)
 
+    def shape_of(self, v: Value) -> list[int]:
+        """The TFLite shape of an activation: NHWC for image tensors, else as is."""
+        return self.nhwc_shape(v.shape) if v.name in self.nhwc else list(v.shape)
+
+    def const_nhwc(self, v: Value) -> bool:
+        return any(u.outputs[0].name in self.nhwc for u, _ in v.uses)
+
     def act(self, v: Value) -> int:
         """The tensor of an integer activation value (created on first use)."""
         if v.name in self.index:
             return self.index[v.name]
         if v.is_const:
             data = v.const
-            if data.ndim == 4:
+            if data.ndim == 4 and self.const_nhwc(v):
                 data = data.transpose(NCHW_TO_NHWC)
             qp = v.qparams
             i = self.tensor(v.name, data.shape, data.dtype, data,
                             self._qparams(qp.scale, qp.zero_point) if qp else None)
         else:
             qp = v.qparams
-            i = self.tensor(v.name, self.nhwc_shape(v.shape), np.int8, None,
+            i = self.tensor(v.name, self.shape_of(v), np.int8, None,
                             self._qparams(qp.scale, qp.zero_point))
         self.index[v.name] = i
         return i
@@ -239,6 +282,7 @@ def _fc(w: Writer, n: Node) -> None:
                   w._qparams(bscale, [0] * len(bscale)))
     o = s.FullyConnectedOptionsT()
     o.fusedActivationFunction = w.fused(n)
+    o.keepNumDims = len(x.shape) > 2  # (..., K) -> (..., N)
     w.op(s.BuiltinOperator.FULLY_CONNECTED, [w.act(x), wi, bi], [w.act(n.outputs[0])],
          s.BuiltinOptions.FullyConnectedOptions, o)
 
@@ -256,7 +300,8 @@ def _binary(w: Writer, n: Node) -> None:
     ins = []
     rank = len(n.outputs[0].shape)
     for v in n.inputs:
-        if v.is_const and v.const.ndim < rank and rank == 4:  # broadcast constants to NHWC
+        if v.is_const and v.const.ndim < rank and rank == 4 and \
+                n.outputs[0].name in w.nhwc:  # broadcast constants to NHWC
             v.const = v.const.reshape((1,) * (rank - v.const.ndim) + v.const.shape)
         ins.append(w.act(v))
     w.op(code, ins, [w.act(n.outputs[0])], otype, o)
@@ -289,7 +334,7 @@ def _reshape(w: Writer, n: Node) -> None:
     s = w.s
     x, y = n.inputs[0], n.outputs[0]
     src = w.act(x)
-    if len(x.shape) == 4 and x.shape[2] * x.shape[3] != 1:
+    if x.name in w.nhwc and x.shape[2] * x.shape[3] != 1:
         t = w.tensor(f"{n.name}/nchw", list(x.shape), np.int8, None,
                      w._qparams(x.qparams.scale, x.qparams.zero_point))
         w.op(s.BuiltinOperator.TRANSPOSE, [src, w.const_i32(f"{n.name}/perm", [0, 3, 1, 2])],
@@ -297,9 +342,9 @@ def _reshape(w: Writer, n: Node) -> None:
         src = t
     out = w.act(y)
     shape = list(y.shape)
-    if len(y.shape) == 4 and y.shape[2] * y.shape[3] == 1:
+    if y.name in w.nhwc and y.shape[2] * y.shape[3] == 1:
         shape = w.nhwc_shape(shape)  # same element order as NCHW
-    elif len(y.shape) == 4:  # reshape to NCHW, then transpose to the NHWC tensor
+    elif y.name in w.nhwc:  # reshape to NCHW, then transpose to the NHWC tensor
         t = w.tensor(f"{n.name}/nchw_out", shape, np.int8, None,
                      w._qparams(y.qparams.scale, y.qparams.zero_point))
         o = s.ReshapeOptionsT()
@@ -325,7 +370,8 @@ def _concat(w: Writer, n: Node) -> None:
     s = w.s
     o = s.ConcatenationOptionsT()
     rank = len(n.outputs[0].shape)
-    o.axis = AXIS_TO_NHWC[n.attrs["axis"]] if rank == 4 else n.attrs["axis"]
+    ax = n.attrs["axis"] % rank
+    o.axis = AXIS_TO_NHWC[ax] if n.outputs[0].name in w.nhwc else ax
     o.fusedActivationFunction = s.ActivationFunctionType.NONE
     w.op(s.BuiltinOperator.CONCATENATION, [w.act(v) for v in n.inputs],
          [w.act(n.outputs[0])], s.BuiltinOptions.ConcatenationOptions, o)
@@ -336,7 +382,7 @@ def _lookup(w: Writer, n: Node) -> None:
     """Exact: y = table[x + 128] as CAST -> ADD (int32) -> GATHER."""
     s = w.s
     x, y = n.inputs[0], n.outputs[0]
-    shape = w.nhwc_shape(x.shape)
+    shape = w.shape_of(x)
     as_int = w.tensor(f"{n.name}/idx", shape, np.int32)
     o = s.CastOptionsT()
     o.inDataType, o.outDataType = s.TensorType.INT8, s.TensorType.INT32
@@ -365,13 +411,87 @@ def _softmax(w: Writer, n: Node) -> None:
          s.BuiltinOptions.SoftmaxOptions, o)
 
 
+@lowering("Transpose")
+def _transpose(w: Writer, n: Node) -> None:
+    s = w.s
+    perm = [int(p) for p in n.attrs["perm"]]
+    w.op(s.BuiltinOperator.TRANSPOSE, [w.act(n.inputs[0]), w.const_i32(f"{n.name}/perm", perm)],
+         [w.act(n.outputs[0])], s.BuiltinOptions.TransposeOptions, s.TransposeOptionsT())
+
+
+@lowering("Split")
+def _split(w: Writer, n: Node) -> None:
+    s = w.s
+    x = n.inputs[0]
+    o = s.SplitVOptionsT()
+    o.numSplits = len(n.outputs)
+    sizes = [int(v.shape[n.attrs["axis"] % len(x.shape)]) for v in n.outputs]
+    w.op(s.BuiltinOperator.SPLIT_V, [w.act(x), w.const_i32(f"{n.name}/sizes", sizes),
+                                     w.const_i32(f"{n.name}/axis", [n.attrs["axis"] %
+                                                                    len(x.shape)])],
+         [w.act(v) for v in n.outputs], s.BuiltinOptions.SplitVOptions, o)
+
+
+@lowering("QMatMul")
+def _batch_matmul(w: Writer, n: Node) -> None:
+    s = w.s
+    o = s.BatchMatMulOptionsT()
+    o.adjX = o.adjY = False
+    w.op(s.BuiltinOperator.BATCH_MATMUL, [w.act(n.inputs[0]), w.act(n.inputs[1])],
+         [w.act(n.outputs[0])], s.BuiltinOptions.BatchMatMulOptions, o)
+
+
+@lowering("QReduceMean")
+def _mean(w: Writer, n: Node) -> None:
+    """Mean as TFLite computes it in integers: the reduced axes moved last (TRANSPOSE), merged
+    (RESHAPE), then a FULLY_CONNECTED with one output and weights of 1 at scale 1/count, whose
+    multiplier the quantizer derived from those scales; RESHAPE to the output shape."""
+    s = w.s
+    x, y = n.inputs[0], n.outputs[0]
+    rank = len(x.shape)
+    axes = sorted(a % rank for a in (n.attrs.get("axes") or range(rank)))
+    keep = [a for a in range(rank) if a not in axes]
+    qx = w._qparams(x.qparams.scale, x.qparams.zero_point)
+    src = w.act(x)
+    if keep + axes != list(range(rank)):
+        t = w.tensor(f"{n.name}/moved", [x.shape[a] for a in keep + axes], np.int8, None, qx)
+        w.op(s.BuiltinOperator.TRANSPOSE, [src, w.const_i32(f"{n.name}/perm", keep + axes)],
+             [t], s.BuiltinOptions.TransposeOptions, s.TransposeOptionsT())
+        src = t
+    count = int(np.prod([x.shape[a] for a in axes]))
+    rows = [int(x.shape[a]) for a in keep] or [1]
+    flat = w.tensor(f"{n.name}/rows", rows + [count], np.int8, None, qx)
+    ro = s.ReshapeOptionsT()
+    ro.newShape = rows + [count]
+    w.op(s.BuiltinOperator.RESHAPE, [src, w.const_i32(f"{n.name}/rows_shape", rows + [count])],
+         [flat], s.BuiltinOptions.ReshapeOptions, ro)
+    ws = float(n.attrs["fc_weight_scale"])
+    wi = w.tensor(f"{n.name}/ones", [1, count], np.int8, np.ones((1, count), np.int8),
+                  w._qparams([ws], [0]))
+    bscale = float(np.float64(np.float32(x.qparams.scale[0])) * np.float32(ws))
+    bi = w.tensor(f"{n.name}/zero_bias", [1], np.int32, np.zeros(1, np.int32),
+                  w._qparams([bscale], [0]))
+    qy = w._qparams(y.qparams.scale, y.qparams.zero_point)
+    fc_out = w.tensor(f"{n.name}/sum", rows + [1], np.int8, None, qy)
+    o = s.FullyConnectedOptionsT()
+    o.fusedActivationFunction = w.fused(n)
+    o.keepNumDims = True
+    w.op(s.BuiltinOperator.FULLY_CONNECTED, [flat, wi, bi], [fc_out],
+         s.BuiltinOptions.FullyConnectedOptions, o)
+    shape = w.shape_of(y)
+    ro = s.ReshapeOptionsT()
+    ro.newShape = shape
+    w.op(s.BuiltinOperator.RESHAPE, [fc_out, w.const_i32(f"{n.name}/out_shape", shape)],
+         [w.act(y)], s.BuiltinOptions.ReshapeOptions, ro)
+
+
 @lowering("Pad")
 def _pad(w: Writer, n: Node) -> None:
     x = n.inputs[0]
     p = n.attrs["pads"]
     r = len(x.shape)
     pairs = [[p[i], p[i + r]] for i in range(r)]
-    if r == 4:
+    if x.name in w.nhwc:
         pairs = [pairs[i] for i in NCHW_TO_NHWC]
     value = w.tensor(f"{n.name}/value", [], np.int8, np.asarray(n.attrs.get("value", 0), np.int8),
                      w._qparams(x.qparams.scale, x.qparams.zero_point))
