@@ -240,7 +240,7 @@ def cmd_export(args) -> int:
                 equalize=not args.no_equalize, bias_correction=not args.no_bias_correction,
                 eval_samples=args.eval_samples)
     with out as tmp:
-        report = export(graph, data, targets, tmp, opts)
+        report = export(graph, data, targets, tmp, opts, allow_fallback=args.allow_fallback)
         with open(os.path.join(tmp, "report.json"), "w") as f:
             json.dump(report, f, indent=2, sort_keys=True)
             f.write("\n")
@@ -361,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "ort, tflite (LiteRT), tflm (TFLite Micro), tvm, ethos-u (Vela), c (C99 "
                     "library, run with the host gcc), cortex-m4, cortex-m7 (the C library on "
                     "QEMU MPS2 boards) (default: ort,tflite,tflm,tvm)")
+    pe.add_argument("--allow-fallback", action="store_true", help="run nodes a target's "
+                    "integer kernels lack in float where its runtime allows (TFLite: average "
+                    "pooling that counts padding, per-channel constant multiplies), listed in "
+                    "the report, instead of refusing the export")
     pe.set_defaults(fn=cmd_export)
     pm = sub.add_parser("plan-memory", help="activation arena plan (layer by layer)")
     _add_model_args(pm)

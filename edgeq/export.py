@@ -118,14 +118,19 @@ def _latency_ms(backend, path: str, feeds, repeats: int = 20) -> float | None:
 
 
 def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: str,
-           quant_options: dict[str, Any] | None = None, progress: bool | None = None
-           ) -> dict[str, Any]:
-    """``fg``: optimized float graph. Writes ``out_dir`` (which must exist and be empty)."""
+           quant_options: dict[str, Any] | None = None, progress: bool | None = None,
+           allow_fallback: bool = False) -> dict[str, Any]:
+    """``fg``: optimized float graph. Writes ``out_dir`` (which must exist and be empty).
+    ``allow_fallback``: targets that can run a node their integer kernels lack in float do so
+    (listed in the report under ``float_fallback``) instead of refusing the export."""
     from edgeq import serialize
     from edgeq.api import quantize
     from edgeq.backends import get_backend
 
     backends = {t: get_backend(t) for t in targets}
+    for be in backends.values():
+        if allow_fallback and hasattr(be, "fallback"):
+            be.fallback = True
     calib, calib_idx, held_idx = split(data)
     opts = dict(quant_options or {})
     if {"tflite", "tflm", "ethos-u"} & set(targets):
@@ -172,6 +177,11 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
         }
         if name == "tflm":
             entry["arena_bytes"] = be.arena_bytes
+        if getattr(be, "float_nodes", None):
+            entry["float_fallback"] = {
+                "nodes": be.float_nodes,
+                "note": "run in float (DEQUANTIZE, float kernel, QUANTIZE): the LSB "
+                        "differences include these nodes' float rounding"}
         if hasattr(be, "memory"):
             entry["memory"] = dict(be.memory)
         if hasattr(be, "size"):

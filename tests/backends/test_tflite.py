@@ -90,3 +90,39 @@ def test_tvm_follows_the_tflite_rule_too(tmp_path):
                     {"eval_samples": 2, "equalize": False})
     assert report["targets"]["tvm"]["verification"]["calibration"]["max_abs_diff_lsb"] == 0
     assert np.isfinite(report["targets"]["tflite"]["sqnr_db_vs_float"])
+
+
+def _avgpool_counting_padding():
+    from onnx import helper
+
+    from tests.passes.util import graph_of
+
+    r = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("AveragePool", ["c"], ["y"], kernel_shape=[3, 3], strides=[2, 2],
+                              pads=[1, 1, 1, 1], count_include_pad=1)]
+    g = graph_of(nodes, {"x": (1, 3, 8, 8)}, ["y"],
+                 {"w": r.normal(size=(4, 3, 3, 3)).astype(np.float32)})
+    g, _ = edgeq.optimize(g)
+    return g, r.normal(size=(16, 3, 8, 8)).astype(np.float32)
+
+
+def test_allow_fallback_runs_the_refused_node_in_float_and_says_so(tmp_path):
+    from edgeq.ir.graph import EdgeqError
+    from edgeq.quant.calibrate import CalibrationData
+
+    g, x = _avgpool_counting_padding()
+    opts = {"eval_samples": 2, "equalize": False}
+    with pytest.raises(EdgeqError, match="QAveragePool '.+': average pooling that counts pad"):
+        export(g, CalibrationData(g, arrays={"x": x}), ["tflite"], str(tmp_path / "a"), opts)
+    (tmp_path / "b").mkdir()
+    report = export(g, CalibrationData(g, arrays={"x": x}), ["tflite", "tflm"],
+                    str(tmp_path / "b"), opts, allow_fallback=True)
+    for target in ("tflite", "tflm"):
+        t = report["targets"][target]
+        pool = next(n.name for n in edgeq.load_model(str(tmp_path / "b")).nodes
+                    if n.op == "QAveragePool")
+        assert t["float_fallback"]["nodes"] == [pool]
+        # float rounding in one node: a few LSB at most, and no accuracy lost
+        assert 0 < t["verification"]["calibration"]["max_abs_diff_lsb"] <= 3
+        assert t["sqnr_db_vs_float"] >= report["integer_interpreter"]["sqnr_db_vs_float"] - 1

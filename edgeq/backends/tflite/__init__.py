@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from edgeq.backends.tflite.lower import lower_graph, nhwc_values, supports
+from edgeq.backends.tflite.lower import fallback_nodes, lower_graph, nhwc_values, supports
 from edgeq.ir.graph import EdgeqError, Graph
 
 ARTIFACT = "model.tflite"
@@ -38,15 +38,17 @@ def _to_nchw(a: np.ndarray, image: bool = True) -> np.ndarray:
 
 class _Base:
     artifact = ARTIFACT
+    fallback = False  # --allow-fallback: float islands for what the integer kernels lack
 
     def supports(self, graph: Graph) -> list[str]:
-        return supports(graph)
+        return supports(graph, self.fallback)
 
     def lower(self, graph: Graph, out_dir: str) -> str:
+        self.float_nodes = [n.name for n in fallback_nodes(graph)] if self.fallback else []
         path = os.path.join(out_dir, self.artifact)
         if not os.path.exists(path):  # tflite and tflm share one artifact
             with open(path, "wb") as f:
-                f.write(lower_graph(graph))
+                f.write(lower_graph(graph, self.fallback))
         return path
 
     def run(self, path: str, feeds, raw: bool = False, session=None):

@@ -65,9 +65,12 @@ def nhwc_values(graph: Graph) -> set[str]:
     return out
 
 
-def supports(graph: Graph) -> list[str]:
+def supports(graph: Graph, fallback: bool = False) -> list[str]:
+    """One reason per node TFLite's integer kernels cannot take. With ``fallback``, nodes
+    that can run as a float island (DEQUANTIZE -> float builtin -> QUANTIZE) are not listed."""
     reasons = []
     nhwc = nhwc_values(graph)
+    keep_float = {n.name for n in fallback_nodes(graph)} if fallback else set()
     if graph.metadata.get("quantized") != "int":
         reasons.append("the graph is not quantized (run edgeq quantize first)")
     elif graph.metadata.get("rounding") != "tflite":
@@ -109,9 +112,32 @@ def supports(graph: Graph) -> list[str]:
         elif n.op == "Pad" and (n.attrs.get("mode", "constant") != "constant"
                                 or min(n.attrs["pads"]) < 0):
             why = "only constant, non-negative padding is lowered"
-        if why:
+        if why and n.name not in keep_float:
             reasons.append(f"{n.op} '{n.name}': {why}")
     return reasons
+
+
+def _integer_reason(graph: Graph, n: Node) -> bool:
+    return bool(supports_node(graph, n))
+
+
+def supports_node(graph: Graph, n: Node) -> list[str]:
+    sub = Graph(graph.name)
+    sub.metadata = dict(graph.metadata)
+    sub.nodes = [n]
+    return supports(sub)
+
+
+def fallback_nodes(graph: Graph) -> list[Node]:
+    """Nodes TFLite's integer kernels cannot take but its float kernels can, as float islands
+    (``--allow-fallback``)."""
+    if graph.metadata.get("rounding") != "tflite":
+        return []
+    out = []
+    for n in graph.nodes:
+        if n.op in FALLBACK and FALLBACK_OK[n.op](n) and _integer_reason(graph, n):
+            out.append(n)
+    return out
 
 
 class Writer:
@@ -139,7 +165,8 @@ class Writer:
         t.name = name
         t.shape = [int(d) for d in shape]
         t.type = {np.dtype("int8"): self.s.TensorType.INT8,
-                  np.dtype("int32"): self.s.TensorType.INT32}[np.dtype(dtype)]
+                  np.dtype("int32"): self.s.TensorType.INT32,
+                  np.dtype("float32"): self.s.TensorType.FLOAT32}[np.dtype(dtype)]
         t.buffer = 0
         if data is not None:
             b = self.s.BufferT()
@@ -179,6 +206,29 @@ class Writer:
                             self._qparams(qp.scale, qp.zero_point))
         self.index[v.name] = i
         return i
+
+    # --- float islands (--allow-fallback) ------------------------------------------------------
+    def dequantized(self, v: Value) -> int:
+        """A float32 tensor holding ``v`` dequantized (constants: stored dequantized)."""
+        qp = v.qparams
+        if v.is_const:
+            data = (v.const.astype(np.float64) - np.asarray(qp.zero_point, np.float64).reshape(
+                [-1] + [1] * (v.const.ndim - 1)) if len(qp.zero_point) > 1 else
+                v.const.astype(np.float64) - qp.zero_point[0])
+            scale = np.asarray(qp.scale, np.float64)
+            data = data * (scale.reshape([-1] + [1] * (v.const.ndim - 1)) if scale.size > 1
+                           else scale[0])
+            if self.const_nhwc(v) and data.ndim <= 4:  # broadcast against an NHWC tensor
+                data = data.reshape((1,) * (4 - data.ndim) + data.shape).transpose(
+                    NCHW_TO_NHWC)
+            return self.tensor(f"{v.name}/float", data.shape, np.float32,
+                               data.astype(np.float32))
+        t = self.tensor(f"{v.name}/float", self.shape_of(v), np.float32)
+        self.op(self.s.BuiltinOperator.DEQUANTIZE, [self.act(v)], [t])
+        return t
+
+    def requantized(self, float_tensor: int, v: Value) -> None:
+        self.op(self.s.BuiltinOperator.QUANTIZE, [float_tensor], [self.act(v)])
 
     def const_i32(self, name: str, data) -> int:
         a = np.asarray(data, np.int32)
@@ -499,15 +549,79 @@ def _pad(w: Writer, n: Node) -> None:
          [w.act(n.outputs[0])], w.s.BuiltinOptions.PadV2Options, w.s.PadV2OptionsT())
 
 
-def lower_graph(graph: Graph) -> bytes:
+FALLBACK: dict[str, Callable] = {}
+FALLBACK_OK: dict[str, Callable] = {}
+
+
+def _float_pool(w: Writer, n: Node) -> None:
+    """Average pooling in float: padding counted (count_include_pad) is an explicit zero PAD
+    then a VALID pool; otherwise TFLite's SAME, which leaves padding out of the count."""
+    s = w.s
+    a = n.attrs
+    x, y = n.inputs[0], n.outputs[0]
+    xf = w.dequantized(x)
+    t, l_, b, r = a["pads"]
+    padding = s.Padding.VALID
+    if any(a["pads"]) and a.get("count_include_pad"):
+        shape = w.shape_of(x)
+        shape[1] += t + b
+        shape[2] += l_ + r
+        padded = w.tensor(f"{n.name}/padded_float", shape, np.float32)
+        w.op(s.BuiltinOperator.PAD, [xf, w.const_i32(f"{n.name}/paddings",
+                                                     [[0, 0], [t, b], [l_, r], [0, 0]])],
+             [padded], s.BuiltinOptions.PadOptions, s.PadOptionsT())
+        xf = padded
+    elif any(a["pads"]):
+        padding = s.Padding.SAME
+    o = s.Pool2DOptionsT()
+    o.padding = padding
+    o.strideH, o.strideW = a["strides"]
+    o.filterHeight, o.filterWidth = a["kernel_shape"]
+    o.fusedActivationFunction = s.ActivationFunctionType.NONE
+    yf = w.tensor(f"{n.name}/float_out", w.shape_of(y), np.float32)
+    w.op(s.BuiltinOperator.AVERAGE_POOL_2D, [xf], [yf], s.BuiltinOptions.Pool2DOptions, o)
+    w.requantized(yf, y)
+
+
+def _float_pool_padding_ok(n: Node) -> bool:
+    a = n.attrs
+    if a.get("ceil_mode"):
+        return False
+    return a.get("count_include_pad") or not any(a["pads"]) or a["pads"] == same_pads(
+        n.inputs[0].shape[2:], a["kernel_shape"], a["strides"], [1, 1])
+
+
+def _float_mul(w: Writer, n: Node) -> None:
+    """Multiplication by a per-channel constant in float."""
+    s = w.s
+    ins = [w.dequantized(v) for v in n.inputs]
+    y = n.outputs[0]
+    yf = w.tensor(f"{n.name}/float_out", w.shape_of(y), np.float32)
+    o = s.MulOptionsT()
+    o.fusedActivationFunction = s.ActivationFunctionType.NONE
+    w.op(s.BuiltinOperator.MUL, ins, [yf], s.BuiltinOptions.MulOptions, o)
+    w.requantized(yf, y)
+
+
+FALLBACK.update(QAveragePool=_float_pool, QMul=_float_mul)
+FALLBACK_OK.update(QAveragePool=_float_pool_padding_ok,
+                   QMul=lambda n: n.inputs[1].is_const and all(
+                       v is not None and v.dtype == DType.INT8 for v in n.inputs + n.outputs)
+                   and n.attrs["act_min"] == -128 and n.attrs["act_max"] == 127)
+
+
+def lower_graph(graph: Graph, fallback: bool = False) -> bytes:
+    """The .tflite flatbuffer; with ``fallback``, nodes in ``fallback_nodes`` become float
+    islands."""
     import flatbuffers
 
     w = Writer(graph.copy())
     g = w.graph
+    keep_float = {n.name for n in fallback_nodes(g)} if fallback else set()
     for v in g.inputs:
         w.act(v)
     for n in g.nodes:
-        LOWER[n.op](w, n)
+        (FALLBACK[n.op] if n.name in keep_float else LOWER[n.op])(w, n)
     s = w.s
     sub = s.SubGraphT()
     sub.tensors = w.tensors
