@@ -55,14 +55,14 @@ def test_every_integer_op_case_bit_exact_on_litert_and_tflm_or_refused(case, tmp
                 "max_abs_diff_lsb"] == 0, (case, target, part)
 
 
-REFUSED = {"avgpool_include_pad_ceil", "conv_transpose", "data_movement", "resize_nearest"}
+REFUSED = {"avgpool_include_pad_ceil", "conv_transpose"}
 
 
 def test_refusals_name_every_node_and_reason():
-    g, _, x = _quantized("resize_nearest")
+    g, _, x = _quantized("conv_transpose")
     ig = edgeq.quantize(g, x, rounding="tflite").graph
     reasons = get_backend("tflite").supports(ig)
-    assert any("Resize" in r and "no TFLite lowering" in r for r in reasons)
+    assert any("QConvTranspose" in r and "no TFLite lowering" in r for r in reasons)
     ig = edgeq.quantize(*_quantized("conv_relu_pad")[::2]).graph  # edgeq rounding
     assert any("--rounding tflite" in r for r in get_backend("tflite").supports(ig))
 

@@ -19,6 +19,7 @@ from edgeq.ir.registry import registrar
 LOWER: dict[str, Callable] = {}
 lowering = registrar(LOWER)
 NCHW_TO_NHWC = [0, 2, 3, 1]
+NHWC_TO_NCHW = [0, 3, 1, 2]
 AXIS_TO_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
 
 
@@ -39,8 +40,9 @@ def same_pads(in_hw, k, s, d) -> list[int]:
 
 
 # ops that are laid out NHWC in TFLite, and layout-agnostic ops that carry the layout along
-SPATIAL_OPS = {"QConv", "MaxPool", "QAveragePool", "Pad"}
-LAYOUT_AGNOSTIC = {"QAdd", "QMul", "QLookup", "Requantize", "Concat"}
+SPATIAL_OPS = {"QConv", "MaxPool", "QAveragePool", "Pad", "Resize"}
+LAYOUT_AGNOSTIC = {"QAdd", "QMul", "QLookup", "Requantize", "Concat", "Slice", "Split"}
+LAYOUT_CONVERTING = {"Reshape", "Transpose"}  # lowered for any layout of input and output
 
 
 def nhwc_values(graph: Graph) -> set[str]:
@@ -98,12 +100,17 @@ def supports(graph: Graph, fallback: bool = False) -> list[str]:
             why = "fully connected layers on inputs of rank > 4"
         elif n.op == "QMul" and len(n.inputs[1].qparams.scale if n.inputs[1].qparams else ()) > 1:
             why = "per-channel constant multipliers have no TFLite MUL form"
+        elif n.op == "Resize" and resize_flags(n) is None:
+            why = ("no TFLite RESIZE_NEAREST_NEIGHBOR mode picks the same source pixels "
+                   f"(mode {n.attrs.get('mode')!r}, "
+                   f"{n.attrs.get('coordinate_transformation_mode')!r})")
         elif n.op == "QSoftmax" and n.attrs.get("flavor") != "tflite":
             why = "edgeq's integer softmax is not TFLite's: quantize with --rounding tflite"
-        elif n.op in ("QSoftmax", "Transpose", "Split", "QMatMul", "QReduceMean") and \
-                n.inputs[0].name in nhwc:
-            why = ("its input is laid out NHWC in TFLite (it meets a convolution, pooling or "
-                   "pad) and this op is lowered for logical layouts only")
+        elif n.op not in SPATIAL_OPS | LAYOUT_AGNOSTIC | LAYOUT_CONVERTING and any(
+                v is not None and v.name in nhwc for v in n.inputs + n.outputs):
+            why = ("a tensor it reads or writes is laid out NHWC in TFLite (it meets a "
+                   "convolution, pooling or pad) and this op is lowered for logical layouts "
+                   "only")
         elif n.op == "QReduceMean" and "fc_weight_scale" not in n.attrs:
             why = "mean without TFLite's arithmetic: quantize with --rounding tflite"
         elif n.op == "QMatMul" and (n.inputs[1].is_const or
@@ -461,10 +468,85 @@ def _softmax(w: Writer, n: Node) -> None:
          s.BuiltinOptions.SoftmaxOptions, o)
 
 
+def _tflite_nearest(in_len: int, out_len: int, align: bool, half: bool) -> np.ndarray:
+    """TFLite's GetNearestNeighbor (float32 arithmetic, as the kernel computes it)."""
+    f32 = np.float32
+    scale = f32(in_len - 1) / f32(out_len - 1) if align and out_len > 1 else \
+        f32(in_len) / f32(out_len)
+    pos = (np.arange(out_len, dtype=f32) + f32(0.5 if half else 0.0)) * scale
+    idx = np.floor(pos + f32(0.5)) if align else np.floor(pos)  # TfLiteRound for pos >= 0
+    idx = np.minimum(idx.astype(np.int64), in_len - 1)
+    return np.maximum(idx, 0) if half else idx
+
+
+def resize_flags(n: Node) -> tuple[bool, bool] | None:
+    """(align_corners, half_pixel_centers) with which TFLite picks the pixels edgeq's nearest
+    Resize picks on both spatial axes; None if no setting does (or N, C are resized)."""
+    from edgeq.runtime.kernels import KERNELS
+
+    x, y = n.inputs[0], n.outputs[0]
+    if n.attrs.get("mode") != "nearest" or len(x.shape) != 4 or \
+            list(x.shape[:2]) != list(y.shape[:2]):
+        return None
+    maps = []
+    for ax in (2, 3):
+        shape = [1, 1, 1, 1]
+        shape[ax] = x.shape[ax]
+        probe = np.broadcast_to(np.arange(x.shape[ax], dtype=np.float32).reshape(shape),
+                                (1, 1, x.shape[2], x.shape[3]))
+        out = KERNELS["Resize"](n.attrs, np.ascontiguousarray(probe))[0]
+        maps.append(out[0, 0, :, 0] if ax == 2 else out[0, 0, 0, :])
+    for align, half in ((False, False), (False, True), (True, False)):
+        if all(np.array_equal(m.astype(np.int64), _tflite_nearest(x.shape[ax], y.shape[ax],
+                                                                  align, half))
+               for m, ax in zip(maps, (2, 3))):
+            return align, half
+    return None
+
+
+@lowering("Resize")
+def _resize(w: Writer, n: Node) -> None:
+    """Nearest resize is data movement: exact when TFLite picks the same pixels."""
+    s = w.s
+    align, half = resize_flags(n)
+    o = s.ResizeNearestNeighborOptionsT()
+    o.alignCorners, o.halfPixelCenters = align, half
+    w.op(s.BuiltinOperator.RESIZE_NEAREST_NEIGHBOR,
+         [w.act(n.inputs[0]), w.const_i32(f"{n.name}/size", list(n.outputs[0].shape[2:]))],
+         [w.act(n.outputs[0])], s.BuiltinOptions.ResizeNearestNeighborOptions, o)
+
+
+@lowering("Slice")
+def _slice(w: Writer, n: Node) -> None:
+    s = w.s
+    x = n.inputs[0]
+    rank = len(x.shape)
+    begin, end, step = [0] * rank, list(x.shape), [1] * rank
+    for st, en, ax, sp in zip(n.attrs["starts"], n.attrs["ends"], n.attrs["axes"],
+                              n.attrs["steps"]):
+        ax %= rank
+        size = x.shape[ax]
+        st = max(0, min(st + size if st < 0 else st, size))
+        en = size if en is None else max(-1, min(en + size if en < 0 else en, size))
+        begin[ax], end[ax], step[ax] = st, en, sp
+    if x.name in w.nhwc:
+        begin, end, step = ([v[i] for i in NCHW_TO_NHWC] for v in (begin, end, step))
+    o = s.StridedSliceOptionsT()
+    w.op(s.BuiltinOperator.STRIDED_SLICE,
+         [w.act(x), w.const_i32(f"{n.name}/begin", begin), w.const_i32(f"{n.name}/end", end),
+          w.const_i32(f"{n.name}/strides", step)], [w.act(n.outputs[0])],
+         s.BuiltinOptions.StridedSliceOptions, o)
+
+
 @lowering("Transpose")
 def _transpose(w: Writer, n: Node) -> None:
     s = w.s
     perm = [int(p) for p in n.attrs["perm"]]
+    x, y = n.inputs[0], n.outputs[0]
+    if x.name in w.nhwc:  # stored NHWC: read through NHWC -> NCHW first
+        perm = [NHWC_TO_NCHW[p] for p in perm]
+    if y.name in w.nhwc:  # stored NHWC: write NCHW -> NHWC last
+        perm = [perm[i] for i in NCHW_TO_NHWC]
     w.op(s.BuiltinOperator.TRANSPOSE, [w.act(n.inputs[0]), w.const_i32(f"{n.name}/perm", perm)],
          [w.act(n.outputs[0])], s.BuiltinOptions.TransposeOptions, s.TransposeOptionsT())
 
@@ -475,10 +557,12 @@ def _split(w: Writer, n: Node) -> None:
     x = n.inputs[0]
     o = s.SplitVOptionsT()
     o.numSplits = len(n.outputs)
-    sizes = [int(v.shape[n.attrs["axis"] % len(x.shape)]) for v in n.outputs]
+    ax = n.attrs["axis"] % len(x.shape)
+    sizes = [int(v.shape[ax]) for v in n.outputs]
+    if x.name in w.nhwc:
+        ax = AXIS_TO_NHWC[ax]
     w.op(s.BuiltinOperator.SPLIT_V, [w.act(x), w.const_i32(f"{n.name}/sizes", sizes),
-                                     w.const_i32(f"{n.name}/axis", [n.attrs["axis"] %
-                                                                    len(x.shape)])],
+                                     w.const_i32(f"{n.name}/axis", [ax])],
          [w.act(v) for v in n.outputs], s.BuiltinOptions.SplitVOptions, o)
 
 
