@@ -441,15 +441,20 @@ static inline int64_t eq_shift_round(int64_t x, int n) {
     return n > 0 ? (x + ((int64_t)1 << (n - 1))) >> n : x;
 }
 
+static inline int eq_row_max(const int8_t *x, int len) {
+    int mx = -128;
+    for (int i = 0; i < len; i++)
+        if (x[i] > mx) mx = x[i];
+    return mx;
+}
+
 /* ---- QSoftmax over rows of `len`: e = table[max - x], y = y_zp + e * 256 / sum(e) ---------- */
 static void eq_softmax(const int32_t *exp_table, int32_t y_zp, int32_t act_min, int32_t act_max,
                        const int8_t *x, int8_t *y, int rows, int len) {
     for (int r = 0; r < rows; r++) {
         const int8_t *xr = x + (int32_t)r * len;
         int8_t *yr = y + (int32_t)r * len;
-        int mx = -128;
-        for (int i = 0; i < len; i++)
-            if (xr[i] > mx) mx = xr[i];
+        int mx = eq_row_max(xr, len);
         int64_t total = 0;
         for (int i = 0; i < len; i++) total += exp_table[mx - xr[i]];
         int k;
@@ -474,9 +479,7 @@ static void eq_softmax_tflite(const int32_t *exp_table, int32_t y_zp, int32_t ac
     for (int r = 0; r < rows; r++) {
         const int8_t *xr = x + (int32_t)r * len;
         int8_t *yr = y + (int32_t)r * len;
-        int mx = -128;
-        for (int i = 0; i < len; i++)
-            if (xr[i] > mx) mx = xr[i];
+        int mx = eq_row_max(xr, len);
         int64_t total = 0;
         for (int i = 0; i < len; i++) total += eq_rdbpot(exp_table[mx - xr[i]], 12);
         int h = 0;

@@ -267,27 +267,23 @@ class Emitter:
         elif op in ALIASES:
             if self.ptr(x) != self.ptr(y):
                 self.body.append(f"    memmove({self.ptr(y)}, {self.ptr(x)}, {y.type.nbytes});")
-        elif op == "Concat":
-            ax = a["axis"] % len(y.shape)
-            outer = int(np.prod(y.shape[:ax]))
-            inner = [int(np.prod(v.shape[ax:])) for v in node.inputs]
-            xs = ", ".join(self.ptr(v) for v in node.inputs)
-            self.body.append(f"    {{ const int8_t *xs[] = {{{xs}}}; static const int32_t "
-                             f"in[] = {{{', '.join(map(str, inner))}}}; eq_concat({self.ptr(y)},"
-                             f" {outer}, {len(inner)}, xs, in); }}")
+        elif op in ("Concat", "Split"):
+            # `outer` blocks of the joined tensor; each part holds `inner[i]` bytes per block
+            whole, parts = (y, node.inputs) if op == "Concat" else (x, node.outputs)
+            ax = a["axis"] % len(whole.shape)
+            outer = int(np.prod(whole.shape[:ax]))
+            inner = ", ".join(str(int(np.prod(v.shape[ax:]))) for v in parts)
+            ptrs = ", ".join(self.ptr(v) for v in parts)
+            decl = "const int8_t *xs[]" if op == "Concat" else "int8_t *const xs[]"
+            fn = "eq_concat" if op == "Concat" else "eq_split"
+            self.body.append(f"    {{ {decl} = {{{ptrs}}}; static const int32_t in[] = "
+                             f"{{{inner}}}; {fn}({self.ptr(whole)}, {outer}, {len(parts)}, xs, "
+                             f"in); }}")
         elif op == "Transpose":
             shape, perm = list(x.shape), [int(p) for p in a["perm"]]
             self.body.append(f"    {{ static const int32_t s[] = {{{', '.join(map(str, shape))}}}"
                              f", p[] = {{{', '.join(map(str, perm))}}}; eq_transpose("
                              f"{self.ptr(x)}, {self.ptr(y)}, {len(shape)}, s, p); }}")
-        elif op == "Split":
-            ax = a["axis"] % len(x.shape)
-            outer = int(np.prod(x.shape[:ax]))
-            inner = [int(np.prod(v.shape[ax:])) for v in node.outputs]
-            ys = ", ".join(self.ptr(v) for v in node.outputs)
-            self.body.append(f"    {{ int8_t *const ys[] = {{{ys}}}; static const int32_t "
-                             f"in[] = {{{', '.join(map(str, inner))}}}; eq_split({self.ptr(x)},"
-                             f" {outer}, {len(inner)}, ys, in); }}")
         elif op == "QMatMul":
             b = node.inputs[1]
             q = self.struct("eq_requant", self.requant(node, a))

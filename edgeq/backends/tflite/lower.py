@@ -377,12 +377,17 @@ def _pool(w: Writer, n: Node) -> None:
         xin = w.act(x)
         padding = s.Padding.SAME if any(a["pads"]) else s.Padding.VALID
         code = s.BuiltinOperator.AVERAGE_POOL_2D
-    o = s.Pool2DOptionsT()
+    w.op(code, [xin], [w.act(n.outputs[0])], s.BuiltinOptions.Pool2DOptions,
+         _pool_options(w, a, padding))
+
+
+def _pool_options(w: Writer, a: dict, padding: int):
+    o = w.s.Pool2DOptionsT()
     o.padding = padding
     o.strideH, o.strideW = a["strides"]
     o.filterHeight, o.filterWidth = a["kernel_shape"]
-    o.fusedActivationFunction = s.ActivationFunctionType.NONE
-    w.op(code, [xin], [w.act(n.outputs[0])], s.BuiltinOptions.Pool2DOptions, o)
+    o.fusedActivationFunction = w.s.ActivationFunctionType.NONE
+    return o
 
 
 @lowering("Reshape")
@@ -657,13 +662,9 @@ def _float_pool(w: Writer, n: Node) -> None:
         xf = padded
     elif any(a["pads"]):
         padding = s.Padding.SAME
-    o = s.Pool2DOptionsT()
-    o.padding = padding
-    o.strideH, o.strideW = a["strides"]
-    o.filterHeight, o.filterWidth = a["kernel_shape"]
-    o.fusedActivationFunction = s.ActivationFunctionType.NONE
     yf = w.tensor(f"{n.name}/float_out", w.shape_of(y), np.float32)
-    w.op(s.BuiltinOperator.AVERAGE_POOL_2D, [xf], [yf], s.BuiltinOptions.Pool2DOptions, o)
+    w.op(s.BuiltinOperator.AVERAGE_POOL_2D, [xf], [yf], s.BuiltinOptions.Pool2DOptions,
+         _pool_options(w, a, padding))
     w.requantized(yf, y)
 
 
