@@ -261,6 +261,10 @@ def format_export(report: dict[str, Any]) -> str:
                     + (f" (patch-based: {pp['grid']}x{pp['grid']} patches up to "
                        f"{pp['split_layer']}, +{pp['mac_overhead_percent']}% MACs)" if pp else
                        " (layer by layer)"))
+            line += f", layer by layer {m['layer_by_layer_arena_bytes']:,}"
+            tflm = report["targets"].get("tflm", {}).get("arena_bytes")
+            if tflm:
+                line += f", {m['arena_bytes'] / tflm:.2f}x TFLite Micro's arena"
             sz = m.get("arm_none_eabi_size")
             if sz:
                 line += (f"; {name} build: text {sz['text']:,}, rodata {sz['rodata']:,}, bss "

@@ -100,9 +100,16 @@ class CBackend:
         from collections import Counter
 
         self.op_counts = dict(sorted(Counter(n.op for n in graph.nodes).items()))
+        from edgeq.ir.cost import node_macs
+        from edgeq.schedule.arena import plan_memory
+
+        macs = sum(node_macs(n) for n in graph.nodes)
         self.memory = {
             "arena_bytes": plan.arena_bytes, "peak_live_bytes": plan.peak_live_bytes,
             "arena_proven_smallest": plan.optimal,
+            "layer_by_layer_arena_bytes": plan_memory(graph).arena_bytes,
+            "macs": macs + (pp.patch_macs - pp.stage_macs if pp else 0),
+            "model_macs": macs,
             "patch_plan": None if pp is None else {
                 "split_layer": order[pp.split].name, "grid": pp.n,
                 "mac_overhead_percent": round(100 * pp.overhead, 2)},
