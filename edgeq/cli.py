@@ -296,10 +296,18 @@ def cmd_plan_memory(args) -> int:
 
     graph, _ = _load(args)
     bpe = None if api.is_integer(graph) else 1
+    from edgeq.schedule.order import search_order
+
     plan = plan_memory(graph, bytes_per_element=bpe)
+    order, searched = search_order(graph, bytes_per_element=bpe)
+    ordered = plan_memory(graph, bytes_per_element=bpe, order=order, exact=True)
     patch = search(graph, max_overhead=args.max_overhead / 100, bytes_per_element=bpe)
     budget = _bytes(args.sram) if args.sram else None
     rows = [["layer-by-layer", plan.arena_bytes, "-", "0.0%"]]
+    if ordered.arena_bytes < plan.arena_bytes:
+        rows.append([f"layer-by-layer, best order{' (searched)' if searched else ''}"
+                     f"{', exact placement' if ordered.optimal else ''}",
+                     ordered.arena_bytes, "-", "0.0%"])
     if patch is not None:
         split_name = graph.nodes[patch.split].name
         rows.append([f"patch-based ({patch.n}x{patch.n} patches up to '{split_name}')",
@@ -310,7 +318,7 @@ def cmd_plan_memory(args) -> int:
     if args.steps:
         print(api.format_table([[s, b] for s, b in zip(plan.steps, plan.step_live_bytes)],
                                ["step", "live bytes (layer by layer)"]))
-    best = min([plan.arena_bytes] + ([patch.peak_bytes] if patch else []))
+    best = min([plan.arena_bytes, ordered.arena_bytes] + ([patch.peak_bytes] if patch else []))
     if budget is not None:
         if best > budget:
             worst = max(range(len(plan.step_live_bytes)), key=plan.step_live_bytes.__getitem__)

@@ -139,3 +139,44 @@ def test_missing_toolchain_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", "")
     with pytest.raises(EdgeqError, match="arm-none-eabi-gcc not found.*apt-get"):
         be.build(path)
+
+
+def test_cli_export_and_run_c_and_cortex_m_targets(tmp_path):
+    """`edgeq export --target c,...` then `edgeq run --target c|cortex-m4|cortex-m7`: the
+    same integers as the interpreter (`--target ref`); the C folder is byte-identical between
+    exports."""
+    import subprocess
+    import sys
+
+    from onnx import helper
+
+    from tests.helpers import onnx_model
+
+    w = np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32)
+    m = onnx_model([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                    helper.make_node("Relu", ["c"], ["r"]),
+                    helper.make_node("MaxPool", ["r"], ["y"], kernel_shape=[2, 2],
+                                     strides=[2, 2])], {"x": (1, 3, 8, 8)}, ["y"], {"w": w})
+    (tmp_path / "m.onnx").write_bytes(m.SerializeToString())
+    x = np.random.default_rng(4).normal(size=(12, 3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "cal.npy", x)
+    np.save(tmp_path / "x.npy", x[:3])
+    targets = ["c"] + (["cortex-m4", "cortex-m7"] if HAVE_ARM else [])
+    for out in ("a", "b"):
+        res = subprocess.run([sys.executable, "-m", "edgeq.cli", "export", str(tmp_path / "m.onnx"),
+                              "--calib", str(tmp_path / "cal.npy"), "--target", ",".join(targets),
+                              "-o", str(tmp_path / out)], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+    for f in sorted(os.listdir(tmp_path / "a" / "c")):
+        assert (tmp_path / "a" / "c" / f).read_bytes() == (tmp_path / "b" / "c" / f).read_bytes()
+    outs = {}
+    for target in ["ref"] + targets:
+        res = subprocess.run([sys.executable, "-m", "edgeq.cli", "run", str(tmp_path / "a"),
+                              "--target", target, "--raw", "--input", str(tmp_path / "x.npy"),
+                              "--output", str(tmp_path / f"{target}.npy")],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        outs[target] = np.load(tmp_path / f"{target}.npy")
+    assert outs["ref"].shape == (3, 4, 4, 4)
+    for target in targets:
+        np.testing.assert_array_equal(outs[target], outs["ref"])
