@@ -7,7 +7,10 @@ arena.
 In-place reuse: a Reshape's output is its input (same bytes); an element-wise op (QAdd, QMul,
 QLookup, Requantize and their float counterparts) may write over an input of the same size whose
 last reader it is, since each output element depends only on the same-position input
-elements. Such values share one block.
+elements. A depthwise convolution may write over its input too (channel-major layout): channel c
+is computed into a one-plane scratch block (live at that step only) and copied to its place,
+which only overlaps input channels already consumed, since an output plane is never larger than
+an input plane. Such values share one block.
 
 Offsets: blocks sorted by size (largest first, then by start), each placed at the lowest offset
 where it overlaps no already-placed block that is live at the same time (first fit). The arena is
@@ -52,6 +55,18 @@ def _align(n: int, a: int) -> int:
 
 
 PATCH_SCRATCH = "(patch tiles)"
+
+
+def depthwise(node) -> bool:
+    """A depthwise convolution (one input channel per output channel, batch 1)."""
+    if node.op not in ("QConv", "Conv") or len(node.inputs[0].shape) != 4:
+        return False
+    x, y = node.inputs[0], node.outputs[0]
+    return x.shape[0] == 1 and node.attrs.get("group", 1) == x.shape[1] == y.shape[1]
+
+
+def dw_scratch(node) -> str:
+    return f"(depthwise plane: {node.name})"
 
 
 def plan_memory(graph: Graph, align: int = 16, inplace: bool = True,
@@ -116,6 +131,16 @@ def plan_memory(graph: Graph, align: int = 16, inplace: bool = True,
                         continue
                     owner[out.name] = root(v.name)
                     break
+            elif depthwise(node):
+                x = node.inputs[0]
+                if end[x.name] == i and size[out.name] <= size[x.name] and \
+                        x not in graph.inputs:
+                    owner[out.name] = root(x.name)
+                    plane = dw_scratch(node)
+                    owner[plane] = plane
+                    start[plane] = end[plane] = i
+                    size[plane] = out.shape[2] * out.shape[3] * (
+                        bytes_per_element or out.dtype.itemsize)
     groups: dict[str, list[str]] = {}
     for name in start:
         groups.setdefault(root(name), []).append(name)

@@ -154,3 +154,26 @@ def test_order_search_gives_up_past_its_state_budget():
     g = _random_graph([10] * 12, [[0]] * 11)  # 11 independent readers of x: 2**11 states
     order, searched = search_order(g, max_states=100)
     assert not searched and order == list(g.nodes)
+
+
+def test_depthwise_convolution_writes_over_its_input_with_a_one_plane_scratch():
+    from edgeq.schedule.arena import dw_scratch
+
+    r = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["e"]),
+             helper.make_node("Conv", ["e", "w2"], ["d"], group=8, pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["d", "w3"], ["y"])]
+    g = graph_of(nodes, {"x": (1, 2, 16, 16)}, ["y"],
+                 {"w1": r.normal(size=(8, 2, 1, 1)).astype(np.float32),
+                  "w2": r.normal(size=(8, 1, 3, 3)).astype(np.float32),
+                  "w3": r.normal(size=(4, 8, 1, 1)).astype(np.float32)})
+    inplace = plan_memory(g, bytes_per_element=1)
+    separate = plan_memory(g, bytes_per_element=1, inplace=False)
+    assert inplace.offset_of("d") == inplace.offset_of("e")
+    dw = g.nodes[1]
+    scratch = next(b for b in inplace.blocks if dw_scratch(dw) in b.values)
+    assert scratch.size == 16 * 16  # one 16x16 output plane
+    assert inplace.step_live_bytes[1] == 8 * 16 * 16 + 16 * 16  # not input + output
+    assert separate.step_live_bytes[1] == 2 * 8 * 16 * 16
+    assert scratch.start == scratch.end == 1
+    assert inplace.arena_bytes < separate.arena_bytes

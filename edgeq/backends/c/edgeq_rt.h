@@ -142,6 +142,27 @@ static void eq_conv(const eq_conv_t *p, const eq_view *x, const eq_view *y, int 
     }
 }
 
+/* Depthwise QConv over its own input buffer (c x H x W in, c x OH x OW out at the same
+ * address): channel by channel into a one-plane scratch, then copied into place. Output
+ * channel c lands on bytes of input channels <= c, all consumed by then. */
+static void eq_conv_dw_inplace(const eq_conv_t *p, int8_t *buf, int H, int W, int OH, int OW,
+                               int8_t *scratch) {
+    for (int c = 0; c < p->cout; c++) {
+        eq_conv_t one = *p;
+        int i = p->q.n_mult > 1 ? c : 0;
+        one.cin = one.cout = one.group = 1;
+        one.w = p->w + (int32_t)c * p->kh * p->kw;
+        one.bias = p->bias ? p->bias + c : 0;
+        one.q.mult = p->q.mult + i;
+        one.q.shift = p->q.shift + i;
+        one.q.n_mult = 1;
+        eq_view x = eq_full(buf + (int32_t)c * H * W, 1, H, W);
+        eq_view y = eq_full(scratch, 1, OH, OW);
+        eq_conv(&one, &x, &y, 0, OH, 0, OW);
+        memcpy(buf + (int32_t)c * OH * OW, scratch, (size_t)OH * OW);
+    }
+}
+
 /* ---- MaxPool: padding never wins (int8 minimum) ---------------------------------------- */
 typedef struct {
     int kh, kw, sh, sw, dh, dw, pt, pl;

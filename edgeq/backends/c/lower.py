@@ -231,7 +231,15 @@ class Emitter:
         op, a = node.op, node.attrs
         x, y = node.inputs[0], node.outputs[0]
         self.body.append(f"    /* {node.name}: {op} {list(x.shape)} -> {list(y.shape)} */")
-        if op in SPATIAL_KERNELS:
+        if op == "QConv" and self.ptr(x) == self.ptr(y):  # the planner made it in-place
+            from edgeq.schedule.arena import dw_scratch
+
+            _, _, h, w = x.shape
+            _, _, oh, ow = y.shape
+            self.body.append(f"    eq_conv_dw_inplace({self.spatial_params(node)}, "
+                             f"{self.ptr(x)}, {h}, {w}, {oh}, {ow}, "
+                             f"(A + {self.plan.offset_of(dw_scratch(node))}));")
+        elif op in SPATIAL_KERNELS:
             _, _, oh, ow = y.shape
             self.body.append("    " + self.spatial_call(
                 node, self.spatial_params(node), self.full_view(x), self.full_view(y),
