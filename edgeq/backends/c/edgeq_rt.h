@@ -115,11 +115,31 @@ static void eq_conv(const eq_conv_t *p, const eq_view *x, const eq_view *y, int 
         int g = oc / cpg_out;
         const int8_t *wo = p->w + (int32_t)oc * cpg_in * p->kh * p->kw;
         int32_t b = p->bias ? p->bias[oc] : 0;
+        int32_t wsum = 0; /* summed here, not stored: flash matters more than these adds */
+        for (int i = 0; i < cpg_in * p->kh * p->kw; i++) wsum += wo[i];
+        int32_t zp_w = p->x_zp * wsum;
         for (int oy = r0; oy < r1; oy++) {
             int iy0 = oy * p->sh - p->pt;
+            int rows_in = iy0 >= 0 && iy0 + (p->kh - 1) * p->dh < x->H;
             for (int ox = c0; ox < c1; ox++) {
                 int ix0 = ox * p->sw - p->pl;
                 int32_t acc = 0;
+                if (rows_in && ix0 >= 0 && ix0 + (p->kw - 1) * p->dw < x->W) {
+                    /* interior: no padding, sum(x w) - x_zp sum(w) (exact in int32) */
+                    for (int ic = 0; ic < cpg_in; ic++) {
+                        const int8_t *wk = wo + ic * p->kh * p->kw;
+                        const int8_t *base = x->p + ((int32_t)(g * cpg_in + ic) * x->h +
+                                                     (iy0 - x->r0)) * x->w + (ix0 - x->c0);
+                        for (int ky = 0; ky < p->kh; ky++) {
+                            const int8_t *row = base + (int32_t)ky * p->dh * x->w;
+                            for (int kx = 0; kx < p->kw; kx++)
+                                acc += row[kx * p->dw] * (int32_t)wk[ky * p->kw + kx];
+                        }
+                    }
+                    y->p[((int32_t)oc * y->h + (oy - y->r0)) * y->w + (ox - y->c0)] =
+                        eq_out(&p->q, (int64_t)(acc - zp_w) + b, oc);
+                    continue;
+                }
                 for (int ic = 0; ic < cpg_in; ic++) {
                     const int8_t *wk = wo + ic * p->kh * p->kw;
                     int ch = g * cpg_in + ic;
