@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from edgeq.quant.dyadic import _rounding_divide_by_pot, _srdhm
+from edgeq.quant.dyadic import _rounding_divide_by_pot, _srdhm, quantize_multiplier
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 SCALED_DIFF_INTEGER_BITS = 5
@@ -112,25 +112,12 @@ def reciprocal(total) -> tuple[np.ndarray, np.ndarray]:
     return one_over_one_plus_x(shifted), ACCUMULATION_INTEGER_BITS - headroom
 
 
-def quantize_multiplier_tflite(real: float) -> tuple[int, int]:
-    """TFLite QuantizeMultiplier: (Q31 multiplier, exponent), ``real ~= m * 2**(e - 31)``."""
-    if real == 0:
-        return 0, 0
-    q, e = math.frexp(real)
-    m = int(math.floor(abs(q) * (1 << 31) + 0.5)) * (1 if q > 0 else -1)  # std::round
-    if m == 1 << 31:
-        m //= 2
-        e += 1
-    if e < -31:
-        return 0, 0
-    return m, e
-
-
 def softmax_params(input_scale: float, beta: float = 1.0) -> tuple[int, int, int]:
     """(input_multiplier, input_left_shift, diff_min) as TFLite's Prepare derives them."""
     bits = SCALED_DIFF_INTEGER_BITS
     real = min(beta * float(input_scale) * (1 << (31 - bits)), (1 << 31) - 1.0)
-    m, left = quantize_multiplier_tflite(real)
+    m, n = quantize_multiplier(real)  # TFLite's QuantizeMultiplier: real = m 2**(left - 31)
+    left = 31 - n
     radius = math.floor(((1 << bits) - 1) * (1 << (31 - bits)) / (1 << left))
     return m, left, -radius
 

@@ -19,11 +19,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
 
 import numpy as np
 
 from edgeq.backends.c.lower import generate, supports
+from edgeq.ir.cost import node_macs
 from edgeq.ir.graph import EdgeqError, Graph
+from edgeq.schedule.arena import plan_memory
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNTIME_FILES = ("edgeq_rt.h", "main.c", "startup_cm.c", "mps2.ld")
@@ -44,7 +47,7 @@ def _tool(name: str, package: str) -> str:
     return path
 
 
-def _check(cmd: list[str], cwd: str, what: str, timeout: float = 600) -> str:
+def _check(cmd: list[str], what: str, cwd: str, timeout: float = 600) -> str:
     r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
         raise EdgeqError(f"{what} failed (exit {r.returncode}): "
@@ -52,19 +55,26 @@ def _check(cmd: list[str], cwd: str, what: str, timeout: float = 600) -> str:
     return r.stdout
 
 
+def _compile_once(cmd: list[str], out: str, what: str) -> None:
+    """Run ``cmd -o out`` unless ``out`` exists (build folders are keyed by the sources' hash);
+    written under a temporary name, so a concurrent or failed build never leaves half a file."""
+    if not os.path.exists(out):
+        tmp = out + f".{os.getpid()}"
+        _check(cmd + ["-o", tmp], what=what, cwd=os.path.dirname(out))
+        os.replace(tmp, out)
+
+
 def memory_plan(graph: Graph, max_overhead: float = 0.20, patch: bool = True):
     """(execution order, patch plan or None, arena plan) the C library is generated from: the
-    execution order with the smallest planned arena, the best patch plan within the MAC
-    budget when it lowers the peak, and an exact arena search on small graphs."""
-    from edgeq.schedule.arena import plan_memory
+    execution order with the lowest peak of live bytes (``schedule.order``), the best patch plan
+    within the MAC budget when it lowers the peak (its stage then runs first), and an exact
+    arena search on small graphs."""
     from edgeq.schedule.order import best_order
-    from edgeq.schedule.patch import search
+    from edgeq.schedule.patch import chain_prefix, search
 
     order = best_order(graph)
     pp = search(graph, max_overhead) if patch else None
     if pp is not None:
-        from edgeq.schedule.patch import chain_prefix
-
         stage = chain_prefix(graph)[:pp.split + 1]
         order = stage + [n for n in order if n not in stage]
     plan = plan_memory(graph, order=order, patch=pp, exact=True)
@@ -74,7 +84,6 @@ def memory_plan(graph: Graph, max_overhead: float = 0.20, patch: bool = True):
 class CBackend:
     name = "c"
     artifact = "c"
-    board: str | None = None
 
     def __init__(self, max_overhead: float = 0.20, patch: bool = True):
         self.max_overhead = max_overhead
@@ -97,12 +106,7 @@ class CBackend:
             f.write(source)
         for name in RUNTIME_FILES:
             shutil.copyfile(os.path.join(HERE, name), os.path.join(path, name))
-        from collections import Counter
-
         self.op_counts = dict(sorted(Counter(n.op for n in graph.nodes).items()))
-        from edgeq.ir.cost import node_macs
-        from edgeq.schedule.arena import plan_memory
-
         macs = sum(node_macs(n) for n in graph.nodes)
         self.memory = {
             "arena_bytes": plan.arena_bytes, "peak_live_bytes": plan.peak_live_bytes,
@@ -131,11 +135,8 @@ class CBackend:
         gcc = _tool("gcc", "gcc")
         d = self._build_dir(path)
         exe = os.path.join(d, "model-host")
-        if not os.path.exists(exe):
-            tmp = exe + f".{os.getpid()}"
-            _check([gcc, *HOST_FLAGS, "-I", path, os.path.join(path, "main.c"),
-                    os.path.join(path, "model.c"), "-o", tmp], d, "host gcc build")
-            os.replace(tmp, exe)
+        _compile_once([gcc, *HOST_FLAGS, "-I", path, os.path.join(path, "main.c"),
+                       os.path.join(path, "model.c")], exe, "host gcc build")
         return exe
 
     def session(self, path: str, threads: int = 0, apply_metadata: bool = True):
@@ -147,12 +148,17 @@ class CBackend:
                              f"folder (it holds the input and output quantization)")
         return self.build(path), serialize.load(eqm)
 
+    def _command(self, exe: str, extra: list[str]) -> tuple[list[str], str]:
+        """The command that runs ``exe`` on input.bin into output.bin, and what to call it."""
+        return [exe, "input.bin", "output.bin", *extra], "C model run"
+
     def _execute(self, exe: str, blob: bytes, extra: list[str] | None = None
                  ) -> tuple[bytes, str]:
+        """(output.bin, stdout) of one run in a fresh folder holding input.bin."""
         with tempfile.TemporaryDirectory(prefix="edgeq-run-") as d:
             with open(os.path.join(d, "input.bin"), "wb") as f:
                 f.write(blob)
-            out = _check([exe, "input.bin", "output.bin", *(extra or [])], d, "C model run")
+            out = _check(*self._command(exe, extra or []), cwd=d)
             with open(os.path.join(d, "output.bin"), "rb") as f:
                 return f.read(), out
 
@@ -208,27 +214,19 @@ class CortexMBackend(CBackend):
         gcc = _tool("arm-none-eabi-gcc", "gcc-arm-none-eabi (and libnewlib-arm-none-eabi)")
         d = self._build_dir(path)
         elf = os.path.join(d, f"model-{self.cpu}.elf")
-        if not os.path.exists(elf):
-            tmp = elf + f".{os.getpid()}"
-            _check([gcc, f"-mcpu={self.cpu}", *ARM_FLAGS, "-specs=rdimon.specs",
-                    "-nostartfiles", "-T", os.path.join(path, "mps2.ld"), "-I", path,
-                    os.path.join(path, "startup_cm.c"), os.path.join(path, "main.c"),
-                    os.path.join(path, "model.c"), "-Wl,--gc-sections", "-o", tmp], d,
-                   f"arm-none-eabi-gcc build for {self.cpu}")
-            os.replace(tmp, elf)
+        _compile_once([gcc, f"-mcpu={self.cpu}", *ARM_FLAGS, "-specs=rdimon.specs",
+                       "-nostartfiles", "-T", os.path.join(path, "mps2.ld"), "-I", path,
+                       os.path.join(path, "startup_cm.c"), os.path.join(path, "main.c"),
+                       os.path.join(path, "model.c"), "-Wl,--gc-sections"], elf,
+                      f"arm-none-eabi-gcc build for {self.cpu}")
         return elf
 
-    def _execute(self, exe: str, blob: bytes, extra: list[str] | None = None
-                 ) -> tuple[bytes, str]:
+    def _command(self, exe: str, extra: list[str]) -> tuple[list[str], str]:
+        # the start-up code opens input.bin / output.bin through semihosting (QEMU's cwd)
         qemu = _tool("qemu-system-arm", "qemu-system-arm")
-        with tempfile.TemporaryDirectory(prefix="edgeq-qemu-") as d:
-            with open(os.path.join(d, "input.bin"), "wb") as f:
-                f.write(blob)
-            cmd = [qemu, "-machine", self.board, "-nographic", "-monitor", "none", "-serial",
-                   "none", "-semihosting-config", "enable=on,target=native", "-kernel", exe]
-            out = _check(cmd, d, f"QEMU {self.board} run")
-            with open(os.path.join(d, "output.bin"), "rb") as f:
-                return f.read(), out
+        return [qemu, "-machine", self.board, "-nographic", "-monitor", "none", "-serial",
+                "none", "-semihosting-config", "enable=on,target=native", "-kernel", exe], \
+            f"QEMU {self.board} run"
 
     def latency_ms(self, path, feeds, repeats=20):
         return None  # QEMU is not cycle-accurate: no latency figure from an emulator
@@ -242,15 +240,15 @@ class CortexMBackend(CBackend):
         d = self._build_dir(path)
         obj = os.path.join(d, f"model-{self.cpu}.o")
         _check([gcc, f"-mcpu={self.cpu}", *ARM_FLAGS, "-I", path, "-c",
-                os.path.join(path, "model.c"), "-o", obj], d, "arm-none-eabi-gcc -c")
+                os.path.join(path, "model.c"), "-o", obj], cwd=d, what="arm-none-eabi-gcc -c")
         res = {"text": 0, "rodata": 0, "data": 0, "bss": 0}
-        for line in _check([size, "-A", obj], d, "arm-none-eabi-size").splitlines():
+        for line in _check([size, "-A", obj], cwd=d, what="arm-none-eabi-size").splitlines():
             parts = line.split()
             if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
                 kind = parts[0][1:].split(".")[0]
                 if kind in res:
                     res[kind] += int(parts[1])
-        undefined = _check([nm, "-u", obj], d, "arm-none-eabi-nm").split()
+        undefined = _check([nm, "-u", obj], cwd=d, what="arm-none-eabi-nm").split()
         res["float_helpers"] = sorted(s for s in undefined if s.startswith(FLOAT_HELPERS))
         res["flash_bytes"] = res["text"] + res["rodata"] + res["data"]
         return res

@@ -112,19 +112,17 @@ def _ident(name: str) -> str:
 
 
 class Emitter:
-    def __init__(self, graph: Graph, plan, patch=None):
-        self.g = graph
+    def __init__(self, plan):
         self.plan = plan
-        self.patch = patch
         self.decls: list[str] = []
         self.body: list[str] = []
-        self.consts: dict[str, str] = {}
+        self.consts: dict[tuple, str] = {}
         self.n = 0
 
     # --- constants -------------------------------------------------------------------------
     def const(self, ctype: str, values, hint: str) -> str:
         arr = np.asarray(values)
-        key = f"{ctype}:{arr.dtype}:{arr.shape}:{arr.tobytes().hex()}"
+        key = (ctype, arr.dtype.str, arr.shape, arr.tobytes())
         if key not in self.consts:
             name = f"k{len(self.consts)}_{_ident(hint)[-40:]}"
             self.decls.append(_c_array(ctype, name, arr))
@@ -388,7 +386,7 @@ def generate(graph: Graph, plan, patch=None, order=None) -> tuple[str, str]:
     from edgeq.schedule.arena import PATCH_SCRATCH
     from edgeq.schedule.patch import chain_prefix, patches
 
-    em = Emitter(graph, plan, patch)
+    em = Emitter(plan)
     nodes = list(order if order is not None else graph.nodes)
     if patch is not None:
         stage = chain_prefix(graph)[:patch.split + 1]

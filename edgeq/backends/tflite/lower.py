@@ -71,68 +71,63 @@ def supports(graph: Graph, fallback: bool = False) -> list[str]:
     """One reason per node TFLite's integer kernels cannot take. With ``fallback``, nodes
     that can run as a float island (DEQUANTIZE -> float builtin -> QUANTIZE) are not listed."""
     reasons = []
-    nhwc = nhwc_values(graph)
-    keep_float = {n.name for n in fallback_nodes(graph)} if fallback else set()
     if graph.metadata.get("quantized") != "int":
         reasons.append("the graph is not quantized (run edgeq quantize first)")
     elif graph.metadata.get("rounding") != "tflite":
         reasons.append("quantize with --rounding tflite: TFLite's kernels round differently from "
                        "edgeq's rule, and exactness needs the integer model to follow theirs")
+    nhwc = nhwc_values(graph)
+    keep_float = {n.name for n in fallback_nodes(graph)} if fallback else set()
     for n in graph.nodes:
-        why = None
-        if n.op not in LOWER:
-            why = "no TFLite lowering for this op"
-        elif any(v is not None and not v.is_const and v.dtype != DType.INT8
-                 for v in n.inputs + n.outputs):
-            why = "int16 activations are not lowered to TFLite"
-        elif n.op == "QConv":
-            g, c = n.attrs["group"], n.inputs[0].shape[1]
-            if g != 1 and not (g == c and n.inputs[1].shape[1] == 1):
-                why = f"grouped convolution (group={g}, {c} channels) has no TFLite builtin"
-        elif n.op == "QAveragePool" and n.attrs.get("flavor") != "tflite":
-            why = "average pooling that counts padding has no TFLite form"
-        elif n.op in ("QAveragePool", "MaxPool") and n.attrs.get("ceil_mode"):
-            why = "ceil_mode pooling has no TFLite form"
-        elif n.op == "QAveragePool" and any(n.attrs["pads"]) and n.attrs["pads"] != same_pads(
-                n.inputs[0].shape[2:], n.attrs["kernel_shape"], n.attrs["strides"], [1, 1]):
-            why = "average pooling padding is neither SAME nor VALID"
-        elif n.op == "QGemm" and len(n.inputs[0].shape) > 4:
-            why = "fully connected layers on inputs of rank > 4"
-        elif n.op == "QMul" and len(n.inputs[1].qparams.scale if n.inputs[1].qparams else ()) > 1:
-            why = "per-channel constant multipliers have no TFLite MUL form"
-        elif n.op == "Resize" and resize_flags(n) is None:
-            why = ("no TFLite RESIZE_NEAREST_NEIGHBOR mode picks the same source pixels "
-                   f"(mode {n.attrs.get('mode')!r}, "
-                   f"{n.attrs.get('coordinate_transformation_mode')!r})")
-        elif n.op == "QSoftmax" and n.attrs.get("flavor") != "tflite":
-            why = "edgeq's integer softmax is not TFLite's: quantize with --rounding tflite"
-        elif n.op not in SPATIAL_OPS | LAYOUT_AGNOSTIC | LAYOUT_CONVERTING and any(
-                v is not None and v.name in nhwc for v in n.inputs + n.outputs):
-            why = ("a tensor it reads or writes is laid out NHWC in TFLite (it meets a "
-                   "convolution, pooling or pad) and this op is lowered for logical layouts "
-                   "only")
-        elif n.op == "QReduceMean" and "fc_weight_scale" not in n.attrs:
-            why = "mean without TFLite's arithmetic: quantize with --rounding tflite"
-        elif n.op == "QMatMul" and (n.inputs[1].is_const or
-                                    list(n.inputs[0].shape[:-2]) != list(n.inputs[1].shape[:-2])):
-            why = "BATCH_MATMUL needs two activations with equal batch dimensions"
-        elif n.op == "Pad" and (n.attrs.get("mode", "constant") != "constant"
-                                or min(n.attrs["pads"]) < 0):
-            why = "only constant, non-negative padding is lowered"
+        why = _node_reason(n, nhwc)
         if why and n.name not in keep_float:
             reasons.append(f"{n.op} '{n.name}': {why}")
     return reasons
 
 
-def _integer_reason(graph: Graph, n: Node) -> bool:
-    return bool(supports_node(graph, n))
-
-
-def supports_node(graph: Graph, n: Node) -> list[str]:
-    sub = Graph(graph.name)
-    sub.metadata = dict(graph.metadata)
-    sub.nodes = [n]
-    return supports(sub)
+def _node_reason(n: Node, nhwc: set[str]) -> str | None:
+    """Why TFLite's integer kernels cannot take node ``n`` (None if they can)."""
+    why = None
+    if n.op not in LOWER:
+        why = "no TFLite lowering for this op"
+    elif any(v is not None and not v.is_const and v.dtype != DType.INT8
+             for v in n.inputs + n.outputs):
+        why = "int16 activations are not lowered to TFLite"
+    elif n.op == "QConv":
+        g, c = n.attrs["group"], n.inputs[0].shape[1]
+        if g != 1 and not (g == c and n.inputs[1].shape[1] == 1):
+            why = f"grouped convolution (group={g}, {c} channels) has no TFLite builtin"
+    elif n.op == "QAveragePool" and n.attrs.get("flavor") != "tflite":
+        why = "average pooling that counts padding has no TFLite form"
+    elif n.op in ("QAveragePool", "MaxPool") and n.attrs.get("ceil_mode"):
+        why = "ceil_mode pooling has no TFLite form"
+    elif n.op == "QAveragePool" and any(n.attrs["pads"]) and n.attrs["pads"] != same_pads(
+            n.inputs[0].shape[2:], n.attrs["kernel_shape"], n.attrs["strides"], [1, 1]):
+        why = "average pooling padding is neither SAME nor VALID"
+    elif n.op == "QGemm" and len(n.inputs[0].shape) > 4:
+        why = "fully connected layers on inputs of rank > 4"
+    elif n.op == "QMul" and len(n.inputs[1].qparams.scale if n.inputs[1].qparams else ()) > 1:
+        why = "per-channel constant multipliers have no TFLite MUL form"
+    elif n.op == "Resize" and resize_flags(n) is None:
+        why = ("no TFLite RESIZE_NEAREST_NEIGHBOR mode picks the same source pixels "
+               f"(mode {n.attrs.get('mode')!r}, "
+               f"{n.attrs.get('coordinate_transformation_mode')!r})")
+    elif n.op == "QSoftmax" and n.attrs.get("flavor") != "tflite":
+        why = "edgeq's integer softmax is not TFLite's: quantize with --rounding tflite"
+    elif n.op not in SPATIAL_OPS | LAYOUT_AGNOSTIC | LAYOUT_CONVERTING and any(
+            v is not None and v.name in nhwc for v in n.inputs + n.outputs):
+        why = ("a tensor it reads or writes is laid out NHWC in TFLite (it meets a "
+               "convolution, pooling or pad) and this op is lowered for logical layouts "
+               "only")
+    elif n.op == "QReduceMean" and "fc_weight_scale" not in n.attrs:
+        why = "mean without TFLite's arithmetic: quantize with --rounding tflite"
+    elif n.op == "QMatMul" and (n.inputs[1].is_const or
+                                list(n.inputs[0].shape[:-2]) != list(n.inputs[1].shape[:-2])):
+        why = "BATCH_MATMUL needs two activations with equal batch dimensions"
+    elif n.op == "Pad" and (n.attrs.get("mode", "constant") != "constant"
+                            or min(n.attrs["pads"]) < 0):
+        why = "only constant, non-negative padding is lowered"
+    return why
 
 
 def fallback_nodes(graph: Graph) -> list[Node]:
@@ -140,11 +135,9 @@ def fallback_nodes(graph: Graph) -> list[Node]:
     (``--allow-fallback``)."""
     if graph.metadata.get("rounding") != "tflite":
         return []
-    out = []
-    for n in graph.nodes:
-        if n.op in FALLBACK and FALLBACK_OK[n.op](n) and _integer_reason(graph, n):
-            out.append(n)
-    return out
+    nhwc = nhwc_values(graph)
+    return [n for n in graph.nodes if n.op in FALLBACK and FALLBACK_OK[n.op](n)
+            and _node_reason(n, nhwc)]
 
 
 class Writer:
