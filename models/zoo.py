@@ -12,17 +12,33 @@
 Batch-norm statistics are not left at their defaults: every net is run in training mode over
 representative inputs (photo crops, speech-like maps) so running mean/var are real, then gamma
 and beta are perturbed, so batch-norm folding is tested on non-trivial values.
+
+The same zoo on every machine: training and batch-norm statistics run float kernels whose
+results depend on the CPU (BLAS and oneDNN pick different kernels on AVX2 and AVX-512 machines;
+300 Adam steps amplify last-bit differences into a different net, 2 dB apart in int8 SQNR).
+So the weights are made once by the factories below (``python -m models.build --retrain``) and
+kept, versioned, in ``models/weights/NAME.npz``; ``models/weights/digests.json`` holds the
+SHA-256 of each file's arrays, checked on every load. A build loads those weights into the
+architecture (``pinned``) and exports it: the same ONNX bytes on every machine.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from models import data
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+DIGESTS = os.path.join(WEIGHTS_DIR, "digests.json")
 
 
 def _make_divisible(v: float, d: int = 8) -> int:
@@ -251,15 +267,87 @@ def digits_cnn(epochs: int = 30) -> nn.Module:
     return model.eval()
 
 
-# name -> (factory, input shape, input mean, input std, description)
+@dataclass(frozen=True)
+class ZooModel:
+    factory: Callable[[], nn.Module]  # trains / derives the weights (``--retrain`` only)
+    architecture: Callable[[], nn.Module]  # the bare module the kept weights load into
+    input_shape: tuple[int, ...]
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    description: str
+
+
 ZOO = {
-    "mobilenet_v2": (mobilenet_v2, (1, 3, 96, 96), data.IMAGENET_MEAN, data.IMAGENET_STD,
-                     "MobileNetV2-0.35 (9 blocks), 96x96 RGB, trained on photo crops"),
-    "resnet8": (resnet8, (1, 3, 32, 32), data.IMAGENET_MEAN, data.IMAGENET_STD,
-                "MLPerf Tiny ResNet-8, 32x32 RGB"),
-    "ds_cnn": (ds_cnn, (1, 1, 49, 10), None, None, "MLPerf Tiny DS-CNN keyword spotting"),
-    "transformer_block": (transformer_block, (1, 16, 64), None, None,
-                          "pre-LN transformer encoder block, 16 tokens x 64"),
-    "digits_cnn": (digits_cnn, (1, 1, 8, 8), data.DIGITS_MEAN, data.DIGITS_STD,
-                   "CNN trained on scikit-learn digits"),
+    "mobilenet_v2": ZooModel(mobilenet_v2, MobileNetV2, (1, 3, 96, 96), data.IMAGENET_MEAN,
+                             data.IMAGENET_STD,
+                             "MobileNetV2-0.35 (9 blocks), 96x96 RGB, trained on photo crops"),
+    "resnet8": ZooModel(resnet8, ResNet8, (1, 3, 32, 32), data.IMAGENET_MEAN, data.IMAGENET_STD,
+                        "MLPerf Tiny ResNet-8, 32x32 RGB"),
+    "ds_cnn": ZooModel(ds_cnn, DSCNN, (1, 1, 49, 10), None, None,
+                       "MLPerf Tiny DS-CNN keyword spotting"),
+    "transformer_block": ZooModel(transformer_block, TransformerBlock, (1, 16, 64), None, None,
+                                  "pre-LN transformer encoder block, 16 tokens x 64"),
+    "digits_cnn": ZooModel(digits_cnn, DigitsCNN, (1, 1, 8, 8), data.DIGITS_MEAN,
+                           data.DIGITS_STD, "CNN trained on scikit-learn digits"),
 }
+
+
+# --- kept weights ---------------------------------------------------------------------------
+
+def weights_digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over every array's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape}\n".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def recorded_digests() -> dict[str, str]:
+    if not os.path.exists(DIGESTS):
+        return {}
+    with open(DIGESTS) as f:
+        return json.load(f)
+
+
+def save_weights(name: str, module: nn.Module) -> str:
+    """Keep ``module``'s state as models/weights/NAME.npz and record its digest."""
+    arrays = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    os.makedirs(WEIGHTS_DIR, exist_ok=True)
+    np.savez_compressed(os.path.join(WEIGHTS_DIR, f"{name}.npz"), **arrays)
+    digests = recorded_digests()
+    digests[name] = weights_digest(arrays)
+    with open(DIGESTS, "w") as f:
+        json.dump(dict(sorted(digests.items())), f, indent=2)
+        f.write("\n")
+    return digests[name]
+
+
+def load_weights(name: str) -> dict[str, np.ndarray]:
+    path = os.path.join(WEIGHTS_DIR, f"{name}.npz")
+    want = recorded_digests().get(name)
+    if want is None or not os.path.exists(path):
+        raise RuntimeError(f"{path} or its digest is missing: run python -m models.build "
+                           f"--retrain --only {name}")
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    got = weights_digest(arrays)
+    if got != want:
+        raise RuntimeError(f"{path}: weights digest {got[:16]}... does not match the recorded "
+                           f"{want[:16]}... (models/weights/digests.json)")
+    return arrays
+
+
+def pinned(name: str) -> nn.Module:
+    """The zoo model ``name`` with its kept weights: identical on every machine."""
+    arrays = load_weights(name)
+    torch.manual_seed(0)  # the initial values are all overwritten below
+    m = ZOO[name].architecture()
+    state = m.state_dict()
+    if set(state) != set(arrays):
+        raise RuntimeError(f"{name}: kept weights do not fit the architecture "
+                           f"(missing {sorted(set(state) - set(arrays))[:3]}, extra "
+                           f"{sorted(set(arrays) - set(state))[:3]})")
+    m.load_state_dict({k: torch.from_numpy(arrays[k]) for k in state})
+    return m.eval()

@@ -13,6 +13,53 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
+# CPU features that change int8 and float kernels in the runtimes edgeq is checked against
+# (ONNX Runtime's int8 GEMM saturates without VNNI; BLAS picks a kernel per CPU).
+INT8_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "amx_tile",
+              "asimd", "asimddp", "i8mm", "sve")
+
+
+def machine_description() -> list[str]:
+    """CPU model, its int8-relevant flags and numpy's BLAS kernel: which machine kind ran."""
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, val = line.partition(":")
+                key = key.strip().lower()
+                if key in ("model name", "cpu model") and model in ("", platform.machine()):
+                    model = val.strip()
+                elif key in ("flags", "features"):
+                    flags.update(val.split())
+    except OSError:
+        pass
+    have = [f for f in INT8_FLAGS if f in flags]
+    lines = [f"machine: {platform.machine()} {model}; int8-relevant CPU flags: "
+             f"{' '.join(have) or 'none'}"]
+    try:
+        import threadpoolctl
+
+        blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
+                for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
+        if blas:
+            lines.append("numpy BLAS: " + ", ".join(blas))
+    except ImportError:
+        pass
+    return lines
+
+
+def pytest_report_header(config):
+    return machine_description()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Also at the end: ``make test`` runs ``pytest -q``, which hides the header."""
+    for line in machine_description():
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def zoo_dir() -> str:
     """The zoo built once per checkout into build/models (rebuilt only if a file is missing)."""

@@ -35,6 +35,7 @@ def _check(graph_raw, model_bytes, logits_name=None):
     expected = _ort(model_bytes, feeds)
     env = run_graph(graph, feeds, keep=logits_name is not None)
     for v, e in zip(graph.outputs, expected):
+        # both sides sum float32 products in CPU-dependent orders (BLAS, MLAS): ~1e-7 apart
         assert rel_err(env[v.name], e) < 1e-4, v.name
     return graph, env, feeds
 
@@ -78,3 +79,49 @@ def test_manifest_lists_every_model(zoo_dir):
     with open(os.path.join(zoo_dir, "manifest.json")) as f:
         manifest = json.load(f)
     assert sorted(manifest) == sorted(ZOO)
+
+
+def test_zoo_is_built_from_the_kept_weights(zoo_dir):
+    """The same zoo on every machine: each model is exported from models/weights/NAME.npz,
+    whose digest is recorded (training runs CPU-dependent float kernels)."""
+    from models import zoo
+
+    with open(os.path.join(zoo_dir, "manifest.json")) as f:
+        manifest = json.load(f)
+    digests = zoo.recorded_digests()
+    for name in ZOO:
+        assert manifest[name]["weights_sha256"] == digests[name], name
+        assert zoo.weights_digest(zoo.load_weights(name)) == digests[name], name
+
+
+def test_tampered_weights_are_refused(tmp_path, monkeypatch):
+    import shutil
+
+    from models import zoo
+
+    shutil.copytree(zoo.WEIGHTS_DIR, tmp_path / "w")
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", str(tmp_path / "w"))
+    monkeypatch.setattr(zoo, "DIGESTS", str(tmp_path / "w" / "digests.json"))
+    arrays = zoo.load_weights("digits_cnn")
+    key = sorted(k for k in arrays if arrays[k].dtype == np.float32)[0]
+    arrays[key] = arrays[key].copy()
+    arrays[key].flat[0] = np.nextafter(arrays[key].flat[0], np.float32(np.inf))  # one ULP
+    np.savez_compressed(tmp_path / "w" / "digits_cnn.npz", **arrays)
+    with pytest.raises(RuntimeError, match="does not match the recorded"):
+        zoo.load_weights("digits_cnn")
+    os.remove(tmp_path / "w" / "ds_cnn.npz")
+    with pytest.raises(RuntimeError, match="--retrain --only ds_cnn"):
+        zoo.pinned("ds_cnn")
+
+
+def test_zoo_onnx_bytes_are_the_recorded_ones(zoo_dir):
+    """Exported from the kept weights with BatchNormalization kept as a node, the ONNX files are
+    byte-identical on every machine (recorded by ``models.build --retrain``)."""
+    from models.build import exporter_versions, file_sha256, recorded_onnx
+
+    rec = recorded_onnx()
+    if {k: rec.get(k) for k in ("torch", "onnx")} != exporter_versions():
+        pytest.skip(f"recorded with {rec.get('torch')}/{rec.get('onnx')}, this is "
+                    f"{exporter_versions()}: the exporter's bytes may differ")
+    for name in ZOO:
+        assert file_sha256(os.path.join(zoo_dir, f"{name}.onnx")) == rec["files"][name], name

@@ -20,6 +20,9 @@ Rescaling an integer ``x`` (int64 arithmetic) follows one of two rules:
 
 Multipliers are derived from float32 scales the way TFLite derives them (a float64 product and
 quotient of the float32 values), so the same model gives the same ``(m, n)`` in edgeq and TFLite.
+Two LiteRT reference kernels differ from that (docs/numerics.md, "Per-runtime rules"): its MUL
+derives the factor in float32 arithmetic (``effective_scale_f32``), and its FULLY_CONNECTED
+requantizes in float64, ``round(float64(x) * M)`` half away from zero (``rescale_float64``).
 """
 
 from __future__ import annotations
@@ -64,6 +67,30 @@ def effective_scale(*numerator: float, denominator: float = 1.0) -> float:
     for s in numerator:
         out *= float(np.float32(s))
     return out / float(np.float32(denominator))
+
+
+def effective_scale_f32(a: float, b: float, denominator: float) -> float:
+    """``a * b / denominator`` evaluated in float32 arithmetic (each step rounded to float32), as
+    LiteRT's MUL Prepare computes it from the tensors' float32 scales before QuantizeMultiplier."""
+    f = np.float32
+    return float((f(a) * f(b)) / f(denominator))
+
+
+def rescale_float64(x: np.ndarray, real, axis: int | None = None) -> np.ndarray:
+    """``round(float64(x) * real)`` rounded half away from zero (C ``round``), int64: LiteRT's
+    reference FULLY_CONNECTED. ``real`` are float64 factors (per channel along ``axis``).
+
+    Exact emulation: ``x`` (below 2**53) converts exactly, numpy's float64 product is the
+    IEEE-754 product C computes, and ``p - trunc(p)`` is exact, so the half-away test is exact."""
+    xf = np.asarray(x, np.int64).astype(np.float64)
+    r = np.asarray(real, np.float64)
+    if r.size > 1 and r.ndim != xf.ndim:
+        shape = [1] * xf.ndim
+        shape[axis if axis is not None else -1] = r.size
+        r = r.reshape(shape)
+    p = xf * (r.reshape(()) if r.size == 1 else r)
+    t = np.trunc(p)
+    return (t + np.where(np.abs(p - t) >= 0.5, np.sign(p), 0.0)).astype(np.int64)
 
 
 def _bcast(a: np.ndarray, x: np.ndarray, axis: int | None) -> np.ndarray:

@@ -86,7 +86,12 @@ def int16_candidates(fg: Graph) -> list[str]:
 def choose_int16(fg: Graph, convert_with, samples: list[dict[str, np.ndarray]],
                  target_db: float, max_values: int) -> tuple[list[str], list[dict[str, Any]]]:
     """Greedy mixed precision: rank each candidate by the output SQNR it gains alone as int16,
-    then promote in that order until the output SQNR reaches ``target_db``."""
+    then try them in that order, keeping one only if it raises the output SQNR of the values
+    kept so far, until the SQNR reaches ``target_db`` or ``max_values`` are kept (at most
+    ``2 * max_values`` tries). Gains alone do not add up: promoting a value can lower the
+    SQNR once others are int16, and near-equal gains swap places when float rounding of the
+    calibration differs (another CPU's BLAS); keeping only improving steps makes the result
+    monotone and less sensitive to that order."""
     refs = [run_graph(fg, f) for f in samples]
     out = fg.outputs[0].name
 
@@ -105,11 +110,15 @@ def choose_int16(fg: Graph, convert_with, samples: list[dict[str, np.ndarray]],
         return [], steps
     gains = sorted(((score((c,)) - base, c) for c in int16_candidates(fg)), reverse=True)
     chosen: list[str] = []
-    for gain, c in gains[:max_values]:
-        if gain <= 0:
+    best = base
+    for gain, c in gains[:2 * max_values]:
+        if gain <= 0 or len(chosen) >= max_values:
             break
+        db = score(tuple(chosen) + (c,))
+        if db <= best:
+            continue
         chosen.append(c)
-        db = score(tuple(chosen))
+        best = db
         steps.append({"int16": list(chosen), "output_sqnr_db": round(db, 2)})
         if db >= target_db:
             break

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeq.quant.dyadic import rescale
+from edgeq.quant.dyadic import rescale, rescale_float64
 from edgeq.runtime.kernels import KERNELS, _pool_pad, conv2d, conv_transpose2d, kernel, windows
 
 Attrs = dict
@@ -27,6 +27,8 @@ def _out(y: np.ndarray, a: Attrs) -> np.ndarray:
 
 
 def _requant(acc: np.ndarray, a: Attrs, axis: int | None = None) -> np.ndarray:
+    if a["rounding"] == "float64":  # a runtime that requantizes in float (docs/numerics.md)
+        return _out(rescale_float64(acc, a["real_scale"], axis), a)
     return _out(rescale(acc, a["multiplier"], a["shift"], a["rounding"], axis), a)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from edgeq.backends.tflite.lower import fallback_nodes, lower_graph, nhwc_values, supports
 from edgeq.ir.graph import EdgeqError, Graph
+from edgeq.quant.dyadic import effective_scale_f32, quantize_multiplier
 
 ARTIFACT = "model.tflite"
 
@@ -26,6 +27,10 @@ def _load_graph(path: str):
         raise EdgeqError(f"{path}: model.eqm must sit beside the .tflite file (it holds the "
                          f"input and output quantization)")
     return serialize.load(eqm)
+
+
+def _f32_as_f64(s: float) -> float:
+    return float(np.float32(s))
 
 
 def _to_nhwc(a: np.ndarray, image: bool = True) -> np.ndarray:
@@ -79,13 +84,29 @@ class TfliteBackend(_Base):
 
     @staticmethod
     def reference_graph(graph: Graph) -> Graph:
-        """The integer model as LiteRT's reference kernels compute it: their FULLY_CONNECTED
-        requantizes with a single rounding (edgeq's rule), their other ops with TFLite's double
-        rounding (measured; docs/numerics.md)."""
+        """The integer model as LiteRT's reference kernels compute it (docs/numerics.md,
+        "Per-runtime rules"); TFLite Micro computes ``graph`` itself. Two kernels differ:
+
+        - FULLY_CONNECTED (QGemm, and QReduceMean, which is lowered to one) requantizes in
+          float64: ``round(float64(acc) * (s_x * s_w[c] / s_y))``, half away from zero;
+        - MUL derives its multiplier from ``s_a * s_b / s_y`` evaluated in float32, where every
+          other kernel (and TFLite Micro's MUL) evaluates it in float64.
+        """
         g = graph.copy()
+        f64 = _f32_as_f64
         for n in g.nodes:
-            if n.op in ("QGemm", "QReduceMean"):  # QReduceMean is lowered to FULLY_CONNECTED
-                n.attrs["rounding"] = "edgeq"
+            if n.op in ("QGemm", "QReduceMean"):
+                x, y = n.inputs[0], n.outputs[0]
+                w_scales = ([n.attrs["fc_weight_scale"]] if n.op == "QReduceMean"
+                            else n.inputs[1].qparams.scale)
+                n.attrs["rounding"] = "float64"
+                n.attrs["real_scale"] = [f64(x.qparams.scale[0]) * f64(s) / f64(y.qparams.scale[0])
+                                         for s in w_scales]
+            elif n.op == "QMul" and len(n.inputs[1].qparams.scale) == 1:
+                m, s = quantize_multiplier(effective_scale_f32(
+                    n.inputs[0].qparams.scale[0], n.inputs[1].qparams.scale[0],
+                    n.outputs[0].qparams.scale[0]))
+                n.attrs["multiplier"], n.attrs["shift"] = m, s
         return g
 
     def session(self, path: str, threads: int = 0, apply_metadata: bool = True):
