@@ -50,6 +50,23 @@ def machine_description() -> list[str]:
     return lines
 
 
+# Tests that need a peer runtime outside tests/backends (the runtime is their oracle).
+BACKEND_MODULES = ("tests/frontend/test_onnx_ops.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    """One tier per test: e2e (slow, or needs the zoo built with torch), else backend (a peer
+    runtime or toolchain), else unit."""
+    for item in items:
+        path = os.path.relpath(str(item.fspath), ROOT).replace(os.sep, "/")
+        if item.get_closest_marker("slow") or "zoo_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+        elif path.startswith("tests/backends/") or path in BACKEND_MODULES:
+            item.add_marker(pytest.mark.backend)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
 def pytest_report_header(config):
     return machine_description()
 
@@ -64,10 +81,15 @@ def pytest_terminal_summary(terminalreporter):
 def zoo_dir() -> str:
     """The zoo built once per checkout into build/models (rebuilt only if a file is missing)."""
     pytest.importorskip("torch", reason="torch is needed to build the zoo models")
+    import fcntl
+
     from models.build import build
 
     out = os.path.join(ROOT, "build", "models")
-    build(out)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, ".lock"), "w") as lock:  # xdist workers build it once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build(out)
     return out
 
 

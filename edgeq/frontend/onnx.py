@@ -19,7 +19,7 @@ import numpy as np
 
 from edgeq.ir.graph import DType, EdgeqError, Graph, TensorType, Value
 from edgeq.passes.constant_folding import fold_node
-from edgeq.passes.shape_inference import infer_node
+from edgeq.ops import infer_node
 from edgeq.ir.registry import registrar
 
 MIN_OPSET, MAX_OPSET = 9, 21

@@ -10,6 +10,7 @@ import os
 import sys
 from typing import Any, Sequence
 
+from edgeq.frontend.onnx import from_onnx
 from edgeq.ir.graph import EdgeqError, Graph
 
 OPSET = 17
@@ -17,8 +18,6 @@ OPSET = 17
 
 def from_torch(module: Any, example_inputs: Any, name: str | None = None) -> Graph:
     import torch
-
-    from edgeq.frontend.onnx import from_onnx
 
     if not isinstance(module, torch.nn.Module):
         raise EdgeqError(f"expected a torch.nn.Module, got {type(module).__name__}")

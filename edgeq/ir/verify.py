@@ -4,6 +4,7 @@ constants they hold and what shape inference derives from each node's inputs."""
 from __future__ import annotations
 
 from edgeq.ir.graph import Graph
+from edgeq.ops import infer_node
 
 
 class VerifyError(Exception):
@@ -11,8 +12,6 @@ class VerifyError(Exception):
 
 
 def verify(graph: Graph) -> None:
-    from edgeq.passes.shape_inference import infer_node
-
     defined: set[int] = set()
     for v in graph.inputs:
         if v.producer is not None or v.is_const:

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgeq.ir.graph import DType, Graph, Node, TensorType, Value
 from edgeq.passes import refuse
-from edgeq.runtime.kernels import KERNELS
+from edgeq.ops.base import KERNEL
 
 
 def fold_node(graph: Graph, node: Node) -> list[Value] | None:
@@ -19,14 +19,14 @@ def fold_node(graph: Graph, node: Node) -> list[Value] | None:
     ins = [v for v in node.inputs if v is not None]
     if not ins or any(not v.is_const for v in ins):
         return None
-    if node.op not in KERNELS:
+    if node.op not in KERNEL:
         refuse("constant_folding", f"{node.op} '{node.name}': all inputs are constant but the "
                f"reference interpreter has no kernel for {node.op}; left in the graph")
         return None
     arrays = [None if v is None else v.const for v in node.inputs]
     while arrays and arrays[-1] is None:
         arrays.pop()
-    outs = KERNELS[node.op](node.attrs, *arrays)
+    outs = KERNEL[node.op](node.attrs, *arrays)
     graph.remove_node(node)
     for v, arr in zip(node.outputs, outs):
         arr = np.ascontiguousarray(arr)

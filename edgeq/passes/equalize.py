@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeq.ir.graph import Graph, Node, Value
+from edgeq.ops import has
 from edgeq.passes import refuse
 
 NAME = "equalize"
-PASS_THROUGH = ("MaxPool", "AveragePool", "GlobalAveragePool", "Reshape")
 S_MIN, S_MAX = 1e-2, 1e2
 
 
@@ -64,7 +64,7 @@ def _find_pair(graph: Graph, p: Node) -> tuple[Node, int] | None:
         if u.op == "Reshape" and not (len(u.outputs[0].shape) == 2 and v.shape[0] ==
                                       u.outputs[0].shape[0]):
             return None
-        if u.op not in PASS_THROUGH:
+        if not has(u.op, "channel_scale_commutes"):
             return None
         if u.op == "Reshape" and len(v.shape) == 4:
             flat = v.shape[2] * v.shape[3]

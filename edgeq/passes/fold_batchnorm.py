@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeq.ir.graph import Graph, Node, TensorType
+from edgeq.ops import has
 from edgeq.passes import refuse
 
 NAME = "fold_batchnorm"
@@ -79,7 +80,7 @@ def fold_channel_affine(graph: Graph) -> bool:
         if k is None or not k.is_const or y.producer is None:
             continue
         prod = y.producer
-        if prod.op not in ("Conv", "ConvTranspose", "Gemm"):
+        if not has(prod.op, "folds_channel_affine"):
             continue
         vec = _per_channel(k.const, y.type)
         why = None

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeq.ir.graph import EdgeqError, Graph
+from edgeq.ops import infer_node
 from edgeq.passes import refuse
 
 NAME = "fold_input_normalization"
@@ -88,7 +89,6 @@ class FoldInputNormalization:
                                                                   p[3]], "mode": "constant",
                                                          "value": float(mean[0])},
                                  name=graph.unique_name(f"{conv.name}/pad_mean"), before=conv)
-            from edgeq.passes.shape_inference import infer_node
             pad.outputs[0].type = infer_node(pad)[0]
             graph.set_input(conv, 0, pad.outputs[0])
             conv.attrs["pads"] = [0, 0, 0, 0]

@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 
 from edgeq.ir.graph import Graph
+from edgeq.ops import has
 from edgeq.passes import refuse
 
-FUSABLE = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")
 NAME = "fuse_activation"
 
 
@@ -26,7 +26,7 @@ def fuse_activation(graph: Graph) -> bool:
             continue
         y = node.inputs[0]
         prod = y.producer
-        if prod is None or prod.op not in FUSABLE:
+        if prod is None or not has(prod.op, "fuses_activation"):
             what = "a graph input or constant" if prod is None else f"{prod.op} '{prod.name}'"
             refuse(NAME, f"{node.op} '{node.name}': its producer, {what}, cannot carry a fused "
                    f"activation")

@@ -17,6 +17,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from edgeq.ir.graph import EdgeqError, Graph
+from edgeq.ops import has
+from edgeq.quant.gptq import second_moment
 from edgeq.quant.observers import StreamingHistogram
 from edgeq.runtime.reference import run_graph
 
@@ -137,8 +139,8 @@ def _read_image(path: str, shape: tuple[int, ...]) -> np.ndarray:
         raise EdgeqError("reading images needs Pillow (pip install 'edgeq[data]')") from None
     _, c, h, w = shape
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB" if c == 3 else "L")
+        with Image.open(path) as f:
+            im = f.convert("RGB" if c == 3 else "L")
             iw, ih = im.size
             target = w / h
             if iw / ih > target:  # too wide: crop width
@@ -147,7 +149,7 @@ def _read_image(path: str, shape: tuple[int, ...]) -> np.ndarray:
             else:
                 nh = int(round(iw / target))
                 box = (0, (ih - nh) // 2, iw, (ih - nh) // 2 + nh)
-            im = im.crop(box).resize((w, h), Image.BILINEAR)
+            im = im.crop(box).resize((w, h), Image.Resampling.BILINEAR)
             arr = np.asarray(im, np.float32)
     except Exception as e:
         raise EdgeqError(f"{path}: cannot read image ({e})") from None
@@ -187,8 +189,6 @@ def calibrate(graph: Graph, data: CalibrationData, progress: bool | None = None,
     sample: memory is bounded by the histograms and one sample's activations. With a
     ``moments`` dict, also accumulates each weighted layer's input second moment ``E[x x^T]``
     (for error-compensated weight rounding), keyed by node name."""
-    from edgeq.quant.gptq import second_moment
-
     check_weights(graph)
     names = [v.name for v in graph.inputs] + [v.name for n in graph.nodes for v in n.outputs
                                               if v.dtype.is_float]
@@ -204,7 +204,7 @@ def calibrate(graph: Graph, data: CalibrationData, progress: bool | None = None,
             hists[name].update(a)
         if moments is not None:
             for node in graph.nodes:
-                if node.op in ("Conv", "Gemm", "MatMul"):
+                if has(node.op, "compensated_weights"):
                     h = second_moment(node, env[node.inputs[0].name])
                     if h is not None:
                         moments[node.name] = moments.get(node.name, 0) + h

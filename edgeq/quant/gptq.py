@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeq.ir.graph import Node
-from edgeq.runtime.kernels import pad_nchw, windows
+from edgeq.ops.conv import pad_nchw, windows
 
 DAMP = 0.01
 BLOCK = 128  # columns per lazy update (GPTQ's batching; same arithmetic, BLAS speed)

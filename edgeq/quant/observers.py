@@ -102,7 +102,7 @@ def observe(h: StreamingHistogram, method: str = "mse", percentile: float = 99.9
     if method == "percentile":
         cdf = np.cumsum(n) / n.sum()
         lo = float(c[np.searchsorted(cdf, (100 - percentile) / 100)])
-        hi = float(c[min(np.searchsorted(cdf, percentile / 100), BINS - 1)])
+        hi = float(c[min(int(np.searchsorted(cdf, percentile / 100)), BINS - 1)])
         return max(lo, h.min), min(hi, h.max)
     if method == "mse":
         best, best_err = (h.min, h.max), _qdq_error(c, n, h.min, h.max, levels)

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 import numpy as np
 
 from edgeq.ir.graph import DType, EdgeqError, Graph, QParams
+from edgeq.ops import has
+from edgeq.passes.decompose_layernorm import decompose_layernorm
+from edgeq.passes.equalize import Equalize
+from edgeq.passes.pipeline import run_passes
 from edgeq.quant.calibrate import CalibrationData, Progress, calibrate
-from edgeq.quant.convert import QuantConfig, convert
+from edgeq.quant.convert import QuantConfig, check_graph, convert
 from edgeq.quant.observers import observe
 from edgeq.runtime.reference import run_graph
 
@@ -61,25 +65,21 @@ def sqnr_db(signal_power: float, noise_power: float) -> float:
     return 10.0 * math.log10(signal_power / noise_power)
 
 
-# ops whose integer form takes int16 inputs (lookup tables, softmax and layer norm need int8)
-INT16_READERS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "MaxPool",
-                 "Reshape", "Transpose", "Slice", "Split", "Concat", "Pad", "GlobalAveragePool",
-                 "AveragePool", "ReduceMean", "Resize", "Gather"}
-PASS_THROUGH = {"MaxPool", "Reshape", "Transpose", "Slice", "Split", "Pad", "Resize", "Gather"}
 
 
 def int16_candidates(fg: Graph) -> list[str]:
     """Values that may be int16: every reader (through data-movement ops) accepts int16."""
     def ok(v) -> bool:
         for u in v.users():
-            if u.op not in INT16_READERS:
+            if not has(u.op, "int16_input"):
                 return False
-            if u.op in PASS_THROUGH and u.inputs[0] is v and not all(ok(o) for o in u.outputs):
+            if has(u.op, "keeps_qparams") and u.inputs[0] is v and \
+                    not all(ok(o) for o in u.outputs):
                 return False
         return True
 
     vals = list(fg.inputs) + [n.outputs[0] for n in fg.nodes
-                              if n.op not in PASS_THROUGH and n.op != "Softmax"]
+                              if not has(n.op, "keeps_qparams") and n.op != "Softmax"]
     return [v.name for v in vals if ok(v)]
 
 
@@ -132,19 +132,11 @@ def quantize(graph: Graph, data: CalibrationData, cfg: QuantConfig = QuantConfig
     """``graph`` must be an optimized float graph (``edgeq.optimize``). With ``int16_auto``,
     the fewest activations (greedy, at most ``max_int16``) become int16 so that the output
     SQNR reaches ``target_sqnr_db`` on the calibration data."""
-    from dataclasses import replace
-    from edgeq.passes.equalize import Equalize
-    from edgeq.passes.pipeline import run_passes
-
-    from edgeq.quant.convert import check_graph
-
     check_graph(graph)  # fail before calibrating, with every reason at once
     t0 = time.perf_counter()
     fg = graph.copy()
     decomposed: list[str] = []
     if cfg.rounding == "tflite":  # TFLite has no LayerNorm kernel: its int8 builtins instead
-        from edgeq.passes.decompose_layernorm import decompose_layernorm
-
         decomposed = [n.name for n in fg.nodes if n.op == "LayerNormalization"]
         run_passes(fg, [("decompose_layernorm", decompose_layernorm)])
         decomposed = [n for n in decomposed if n not in {m.name for m in fg.nodes}]

@@ -1,4 +1,5 @@
-"""The reference interpreter: runs a Graph node by node with the numpy kernels.
+"""The reference interpreter: runs a Graph node by node with the ops' numpy kernels
+(``edgeq.ops``: float kernels for float ops, exact integer kernels for integer ops).
 
 It is the source of truth every pass and backend is checked against. Values are freed after
 their last reader, so memory follows the live set, not the whole graph.
@@ -11,8 +12,7 @@ from typing import Mapping
 import numpy as np
 
 from edgeq.ir.graph import EdgeqError, Graph
-from edgeq.runtime import integer as _integer  # noqa: F401  (registers the integer kernels)
-from edgeq.runtime.kernels import KERNELS
+from edgeq.ops.base import KERNEL
 
 
 def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -57,7 +57,7 @@ def run_graph(graph: Graph, feeds: Mapping[str, np.ndarray], keep: bool = False,
                 last_use[v.name] = i
     outputs = {v.name for v in graph.outputs}
     for i, n in enumerate(graph.nodes[start:], start):
-        fn = KERNELS.get(n.op)
+        fn = KERNEL.get(n.op)
         if fn is None:
             raise EdgeqError(f"the reference interpreter has no kernel for {n.op} ('{n.name}')")
         args = [None if v is None else env[v.name] for v in n.inputs]

@@ -23,9 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgeq.ir.graph import Graph
-
-ELEMENTWISE_INPLACE = {"QAdd", "QMul", "QLookup", "Requantize", "Relu", "Clip", "Sigmoid",
-                       "Tanh", "LeakyRelu", "HardSwish", "HardSigmoid", "Add", "Sub", "Mul"}
+from edgeq.ops import has
 
 
 @dataclass
@@ -85,14 +83,15 @@ def plan_memory(graph: Graph, align: int = 16, inplace: bool = True,
     steps: list[tuple[str, list, list]] = []  # (name, activation inputs, outputs)
     extra: dict[str, int] = {}
     if patch is not None:
-        from edgeq.schedule.patch import chain_prefix, scratch_bytes
-
-        stage = chain_prefix(graph)[:patch.split + 1]
+        stage = list(patch.stage)
         if nodes[:len(stage)] != stage:
             raise ValueError("the patch stage must lead the execution order")
+        if patch.bytes_per_element != bytes_per_element:
+            raise ValueError(f"the patch plan was searched with {patch.bytes_per_element} bytes "
+                             f"per element, this plan uses {bytes_per_element}")
         steps.append((f"patched stage ({stage[0].name} .. {stage[-1].name})",
                       [stage[0].inputs[0]], [stage[-1].outputs[0]]))
-        extra[PATCH_SCRATCH] = scratch_bytes(stage, patch.n, bytes_per_element)
+        extra[PATCH_SCRATCH] = patch.scratch_bytes
         nodes = nodes[len(stage):]
     steps += [(n.name, [v for v in n.inputs if v is not None and not v.is_const],
                list(n.outputs)) for n in nodes]
@@ -124,7 +123,7 @@ def plan_memory(graph: Graph, align: int = 16, inplace: bool = True,
         first = 1 if patch is not None else 0
         for i, node in enumerate(nodes, start=first):
             out = node.outputs[0]
-            if node.op == "Reshape" or node.op in ELEMENTWISE_INPLACE:
+            if has(node.op, "alias") or has(node.op, "elementwise"):
                 for v in node.inputs:
                     if v is None or v.is_const or end[v.name] != i or \
                             size[v.name] != size[out.name] or v in graph.inputs:

@@ -22,17 +22,16 @@ nothing else reads it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgeq.ir.cost import node_macs
 from edgeq.ir.graph import Graph, Node
-from edgeq.runtime.kernels import KERNELS
-
-SPATIAL = {"QConv", "Conv", "MaxPool", "QAveragePool", "AveragePool"}
-POINTWISE = {"QAdd", "QMul", "QLookup", "Requantize", "Relu", "Clip", "Sigmoid", "Add", "Mul",
-             "Pad"}
+from edgeq.ops import has
+from edgeq.ops.base import KERNEL
+from edgeq.ops.cost import node_macs
+from edgeq.runtime.reference import check_feeds, run_graph
+from edgeq.schedule.arena import plan_memory
 
 
 @dataclass
@@ -42,6 +41,10 @@ class PatchPlan:
     peak_bytes: int            # peak memory while the stage runs patch by patch
     stage_macs: int
     patch_macs: int
+    # what the arena planner needs: the stage's nodes and the tile scratch they use
+    stage: tuple[Node, ...] = field(default=(), repr=False, compare=False)
+    scratch_bytes: int = 0
+    bytes_per_element: int | None = None
 
     @property
     def overhead(self) -> float:
@@ -56,12 +59,11 @@ def chain_prefix(graph: Graph) -> list[Node]:
         acts = [v for v in node.inputs if v is not None and not v.is_const]
         if prev is None or acts != [prev] or len(node.outputs[0].shape) != 4:
             break
-        if node.op not in SPATIAL and node.op not in POINTWISE:
+        if not (has(node.op, "spatial") or has(node.op, "elementwise")):
             break
-        if node.op == "Pad" or (node.op in SPATIAL and node.attrs.get("ceil_mode")):
+        if has(node.op, "spatial") and node.attrs.get("ceil_mode"):
             break
-        if node.op in ("QAveragePool", "AveragePool") and node.attrs.get("count_include_pad") \
-                and any(node.attrs["pads"]):
+        if node.attrs.get("count_include_pad") and any(node.attrs["pads"]):  # average pools
             break
         out.append(node)
         prev = node.outputs[0]
@@ -72,7 +74,7 @@ def chain_prefix(graph: Graph) -> list[Node]:
 
 def _back(node: Node, rows: tuple[int, int], cols: tuple[int, int]):
     """Input region for an output region, and the padding the tile needs at real borders."""
-    if node.op not in SPATIAL:
+    if not has(node.op, "spatial"):
         return rows, cols, (0, 0, 0, 0)
     a = node.attrs
     k, s = a["kernel_shape"], a["strides"]
@@ -116,10 +118,10 @@ def run_stage_patched(stage: list[Node], x: np.ndarray, n: int, env=None) -> np.
             tile = x[:, :, node0[3][0]:node0[3][1], node0[4][0]:node0[4][1]]
             for node, _, _, _, _, pads in plan:
                 attrs = dict(node.attrs)
-                if node.op in SPATIAL:
+                if has(node.op, "spatial"):
                     attrs["pads"] = list(pads)
                 args = [tile] + [v.const for v in node.inputs[1:] if v is not None]
-                tile = KERNELS[node.op](attrs, *args)[0]
+                tile = KERNEL[node.op](attrs, *args)[0]
             out[:, :, rows[0]:rows[1], cols[0]:cols[1]] = tile
     return out
 
@@ -127,8 +129,6 @@ def run_stage_patched(stage: list[Node], x: np.ndarray, n: int, env=None) -> np.
 def run_with_plan(graph: Graph, feeds: dict[str, np.ndarray], plan: PatchPlan
                   ) -> dict[str, np.ndarray]:
     """The whole graph with its leading stage executed patch by patch, then layer by layer."""
-    from edgeq.runtime.reference import check_feeds, run_graph
-
     stage = chain_prefix(graph)[:plan.split + 1]
     x = check_feeds(graph, feeds)[stage[0].inputs[0].name]
     split_out = run_stage_patched(stage, x, plan.n)
@@ -192,9 +192,11 @@ def evaluate(graph: Graph, stage: list[Node], n: int, rest_peak: int,
                 frac = ((reg[1][1] - reg[1][0]) * (reg[2][1] - reg[2][0])) / (full[2] * full[3])
                 patch_macs += int(node_macs(reg[0]) * frac)
     stage_macs = sum(node_macs(nd) for nd in stage)
-    peak = max(full_in + scratch_bytes(stage, n, bytes_per_element) + full_out, rest_peak)
+    scratch = scratch_bytes(stage, n, bytes_per_element)
+    peak = max(full_in + scratch + full_out, rest_peak)
     return PatchPlan(split=len(stage) - 1, n=n, peak_bytes=peak, stage_macs=stage_macs,
-                     patch_macs=patch_macs)
+                     patch_macs=patch_macs, stage=tuple(stage), scratch_bytes=scratch,
+                     bytes_per_element=bytes_per_element)
 
 
 def search(graph: Graph, max_overhead: float = 0.20, grids=(2, 3, 4, 5, 6, 7, 8),
@@ -202,8 +204,6 @@ def search(graph: Graph, max_overhead: float = 0.20, grids=(2, 3, 4, 5, 6, 7, 8)
     """Best (lowest peak) patch plan over split layers and grid sizes within the MAC budget;
     None when no plan lowers the layer-by-layer peak (no spatial stage, or the peak lies
     after it)."""
-    from edgeq.schedule.arena import plan_memory
-
     prefix = chain_prefix(graph)
     best = None
     full = plan_memory(graph, bytes_per_element=bytes_per_element)
@@ -211,7 +211,7 @@ def search(graph: Graph, max_overhead: float = 0.20, grids=(2, 3, 4, 5, 6, 7, 8)
         stage = prefix[:split + 1]
         if stage[-1].outputs[0].shape[2] < 2:
             break
-        if not any(nd.op in SPATIAL for nd in stage):
+        if not any(has(nd.op, "spatial") for nd in stage):
             continue  # point-wise only: nothing to gain
         rest_peak = _rest_peak(full, graph, stage)
         for n in grids:

@@ -1,6 +1,7 @@
 import numpy as np
 
 from edgeq.ir.graph import Graph
+from edgeq.ops import has
 
 
 def assert_integer_only(g: Graph) -> None:
@@ -10,15 +11,10 @@ def assert_integer_only(g: Graph) -> None:
         if v.is_const:
             assert v.const.dtype.kind in "iu", f"float constant {v.name}"
     for n in g.nodes:
-        assert n.op in INTEGER_OPS, f"non-integer op {n.op} ({n.name})"
+        assert has(n.op, "integer") or has(n.op, "moves_data"), \
+            f"non-integer op {n.op} ({n.name})"
         for k, a in n.attrs.items():
             _check_attr(n, k, a)
-
-
-INTEGER_OPS = {"QConv", "QConvTranspose", "QGemm", "QMatMul", "QAdd", "QMul", "Requantize",
-               "QAveragePool", "QGlobalAveragePool", "QReduceMean", "QLookup", "QSoftmax",
-               "QLayerNorm", "MaxPool", "Reshape", "Transpose", "Slice", "Split", "Concat",
-               "Pad", "Gather", "Resize"}
 
 
 def _check_attr(n, k, a):

@@ -1,0 +1,60 @@
+"""Helpers the quantize rules share: the linear layers' common form (per-output-channel int8
+weights, int32 bias at ``s_x * s_w[c]``, one multiplier per channel) and detached constants."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from edgeq.ir.graph import DType, Node, QParams, TensorType, Value
+from edgeq.numerics.dyadic import effective_scale, quantize_multipliers
+from edgeq.numerics.scheme import quantize_bias
+from edgeq.ops.base import has
+
+if TYPE_CHECKING:
+    from edgeq.quant.convert import Converter
+
+
+def detached_const(name: str, array: np.ndarray) -> Value:
+    """A constant Value in no graph: rearranged weights or a reciprocal the lowering reads."""
+    return Value(name, TensorType(DType.from_numpy(array.dtype), tuple(array.shape)), array)
+
+
+def quantize_linear(cv: Converter, node: Node, op: str,
+                    w_axis_fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> None:
+    """Conv, ConvTranspose, Gemm and MatMul with constant weights: ``w_axis_fn`` quantizes the
+    weight per output channel; the converter rounds it (GPTQ for ops with the
+    ``compensated_weights`` trait, where calibration gathered second moments) and corrects the
+    bias."""
+    x = cv.get(node.inputs[0])
+    out = node.outputs[0]
+    dtype = cv.dtype_of(out.name)
+    qp = cv.out_qparams(out)
+    s_x = x.qparams.scale[0]
+    w = node.inputs[1].const
+    wq, s_w = w_axis_fn(w)
+    if has(node.op, "compensated_weights"):
+        wq = cv.round_weights(node, w, wq, s_w)
+    cout = len(s_w)
+    b = node.const_input(2)
+    b = np.zeros(cout) if b is None else np.broadcast_to(b.astype(np.float64), (cout,)).copy()
+    b = cv.correct_bias(node, w, wq, s_w, b)
+    bq = quantize_bias(b, s_x, s_w, f"{node.op} '{node.name}'")
+    m, n = quantize_multipliers(np.array([effective_scale(s_x, s, denominator=qp.scale[0])
+                                          for s in s_w]))
+    lo, hi = cv.act_bounds(node, qp, dtype)
+    attrs = {k: v for k, v in node.attrs.items() if not k.startswith("activation")
+             and k not in ("alpha", "beta", "transA", "transB")}
+    attrs.update(x_zp=x.qparams.zero_point[0], y_zp=qp.zero_point[0], multiplier=m, shift=n,
+                 act_min=lo, act_max=hi)
+    wv = cv.g.add_const(f"{node.name}/weight_q", wq)
+    wv.qparams = QParams(tuple(float(s) for s in s_w), (0,) * cout, axis=0)
+    bv = cv.g.add_const(f"{node.name}/bias_q", bq)
+    cv.emit(op, node, [x, wv, bv], attrs, out, qp, dtype)
+
+
+def constant_weights(node: Node) -> str | None:
+    if any(v is not None and not v.is_const for v in node.inputs[1:]):
+        return "weights must be constants"
+    return None
