@@ -38,9 +38,12 @@ models: $(STAMP)
 demo: models system-deps
 	$(BIN)/python -m tools.demo --models $(MODELS)
 
+# The whole suite; tiers are selectable: `make test PYTEST_ARGS="-m unit"` (or backend, e2e).
+PYTEST_ARGS ?=
 test: $(STAMP) system-deps
 	$(BIN)/ruff check edgeq models tools tests
-	$(BIN)/python -m pytest -q
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

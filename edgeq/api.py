@@ -1,32 +1,43 @@
-"""The Python API. The CLI only parses arguments and calls these functions."""
+"""The Python API. The CLI only parses arguments and calls these functions; the text it prints
+comes from ``edgeq.present``."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 from typing import Any, Sequence
 
 import numpy as np
 
-from edgeq.ir.cost import activation_bytes, node_macs, node_param_bytes, node_params
+from edgeq import serialize
+from edgeq.backends import available, get_backend
+from edgeq.export import export as export_to
+from edgeq.frontend import onnx as onnx_frontend
+from edgeq.frontend import torch as torch_frontend
 from edgeq.ir.graph import EdgeqError, Graph
+from edgeq.ops.cost import activation_bytes, node_macs, node_param_bytes, node_params
+from edgeq.passes.fold_input_normalization import FoldInputNormalization
 from edgeq.passes.pipeline import FLOAT_PASSES, PipelineResult, run_passes
+from edgeq.quant.calibrate import CalibrationData, load_calibration
+from edgeq.quant.pipeline import is_integer, quantize_model, run_integer
 from edgeq.runtime.reference import run_batch
+from edgeq.schedule.plan import Schedule, plan_schedule
+
+DEFAULT_TARGETS = ("ort", "tflite", "tflm", "tvm")
 
 
 def from_onnx(model: Any, input_shapes: dict[str, Sequence[int]] | None = None) -> Graph:
     """An ONNX file path or ``onnx.ModelProto`` -> Graph (not yet optimized)."""
-    from edgeq.frontend import onnx as fe
-
     if isinstance(model, (str, os.PathLike)):
-        return fe.load_onnx(model, input_shapes)
-    return fe.from_onnx(model, input_shapes)
+        return onnx_frontend.load_onnx(model, input_shapes)
+    return onnx_frontend.from_onnx(model, input_shapes)
 
 
 def from_torch(module: Any, example_inputs: Any) -> Graph:
     """A ``torch.nn.Module`` and example inputs -> Graph (not yet optimized)."""
-    from edgeq.frontend.torch import from_torch as fe
-
-    return fe(module, example_inputs)
+    return torch_frontend.from_torch(module, example_inputs)
 
 
 def load(model: str | os.PathLike | None = None, *, torch: str | None = None,
@@ -38,13 +49,11 @@ def load(model: str | os.PathLike | None = None, *, torch: str | None = None,
             os.path.isdir(str(model)) and os.path.exists(os.path.join(str(model), "model.eqm")))):
         return load_model(model)  # type: ignore[arg-type]
     if torch is not None:
-        from edgeq.frontend.torch import example_input, load_factory
-
         if not input_shapes:
             raise EdgeqError("--torch needs --input-shape (e.g. --input-shape 1,3,96,96)")
         shapes = list(input_shapes.values())
-        module = load_factory(torch)
-        return from_torch(module, [example_input(s) for s in shapes])
+        module = torch_frontend.load_factory(torch)
+        return from_torch(module, [torch_frontend.example_input(s) for s in shapes])
     return from_onnx(model, input_shapes)
 
 
@@ -56,8 +65,6 @@ def optimize(graph: Graph, mean: Sequence[float] | None = None,
     g = graph.copy()
     passes = list(FLOAT_PASSES)
     if mean is not None or std is not None:
-        from edgeq.passes.fold_input_normalization import FoldInputNormalization
-
         if mean is None or std is None:
             raise EdgeqError("input normalization needs both --mean and --std")
         passes.insert(0, ("fold_input_normalization",
@@ -74,67 +81,18 @@ def run(graph: Graph, x: np.ndarray, raw: bool = False) -> list[np.ndarray]:
         if raw:
             raise EdgeqError("--raw needs an integer (quantized) model")
         return run_batch(graph, x)
-    from edgeq.quant.pipeline import run_integer
-
     return run_batch(graph, x, runner=lambda g, feeds: run_integer(g, feeds, raw=raw))
 
 
-def is_integer(graph: Graph) -> bool:
-    return graph.metadata.get("quantized") == "int"
-
-
-def quantize(graph: Graph, calib: Any, *, observer: str = "minmax", weight_bits: int = 8,
-             int16: Sequence[str] | str = (), rounding: str = "edgeq", equalize: bool = True,
-             bias_correction: bool = True, calib_samples: int | None = None,
-             eval_samples: int = 32, progress: bool | None = None,
-             target_sqnr_db: float = 40.0, max_int16: int = 8,
-             weight_rounding: str = "gptq"):
-    """An optimized float graph + calibration data (a path to .npy/.npz/an image folder, an
-    array with samples on axis 0, or a CalibrationData) -> QuantResult(graph, float_graph,
-    report). ``int16`` names values to keep in int16, or is ``"auto"``: the fewest values
-    (at most ``max_int16``) that bring the output SQNR to ``target_sqnr_db``."""
-    from edgeq.quant.calibrate import CalibrationData, load_calibration
-    from edgeq.quant.convert import QuantConfig
-    from edgeq.quant.observers import OBSERVERS
-    from edgeq.quant.pipeline import quantize as _quantize
-
-    if observer not in OBSERVERS:
-        raise EdgeqError(f"unknown observer {observer!r}; choose one of {', '.join(OBSERVERS)}")
-    if is_integer(graph):
-        raise EdgeqError("the model is already quantized")
-    if isinstance(calib, CalibrationData):
-        data = calib
-    elif isinstance(calib, (str, os.PathLike)):
-        data = load_calibration(os.fspath(calib), graph, calib_samples)
-    else:
-        if not isinstance(calib, dict) and len(graph.inputs) != 1:
-            raise EdgeqError("pass calibration data for several inputs as a dict or .npz")
-        arrays = calib if isinstance(calib, dict) else {graph.inputs[0].name: np.asarray(calib)}
-        data = CalibrationData(graph, arrays=arrays, limit=calib_samples)
-    auto = int16 == "auto"
-    int16 = () if auto else tuple(int16)
-    known = {v.name for n in graph.nodes for v in n.outputs} | {v.name for v in graph.inputs}
-    unknown = [n for n in int16 if n not in known]
-    if unknown:
-        raise EdgeqError(f"--int16 names unknown values {unknown}")
-    cfg = QuantConfig(observer=observer, weight_bits=weight_bits, int16=tuple(int16),
-                      rounding=rounding, bias_correction=bias_correction,
-                      weight_rounding=weight_rounding)
-    return _quantize(graph, data, cfg, equalize=equalize, eval_samples=eval_samples,
-                     progress=progress, int16_auto=auto, target_sqnr_db=target_sqnr_db,
-                     max_int16=max_int16)
+quantize = quantize_model
 
 
 def save(graph: Graph, path: str | os.PathLike) -> None:
-    from edgeq import serialize
-
     serialize.save(graph, path)
 
 
 def load_model(path: str | os.PathLike) -> Graph:
     """An edgeq model: a ``.eqm`` file, or a folder holding ``model.eqm``."""
-    from edgeq import serialize
-
     path = os.fspath(path)
     if os.path.isdir(path):
         path = os.path.join(path, "model.eqm")
@@ -168,37 +126,97 @@ def inspect(graph: Graph) -> dict[str, Any]:
             "layers": layers, "totals": totals}
 
 
-def format_table(rows: list[list[Any]], header: list[str]) -> str:
-    """Plain aligned text table; numbers right-aligned."""
-    cells = [header] + [[_fmt(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    numeric = [all(isinstance(r[i], (int, float)) for r in rows) for i in range(len(header))]
-    lines = []
-    for k, r in enumerate(cells):
-        lines.append("  ".join(c.rjust(w) if numeric[i] else c.ljust(w)
-                               for i, (c, w) in enumerate(zip(r, widths))).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+class OutputDir:
+    """Build an output folder in a temporary sibling and move it into place only on success,
+    so a failure never leaves a half-written folder. Made before the work starts, it checks
+    that the folder can be written."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.path.abspath(path)
+        parent = os.path.dirname(self.path)
+        if not os.path.isdir(parent):
+            raise EdgeqError(f"{os.fspath(path)}: parent folder {parent} does not exist")
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise EdgeqError(f"{os.fspath(path)}: exists and is not a folder")
+
+    def __enter__(self) -> str:
+        self.tmp = tempfile.mkdtemp(prefix=".edgeq-", dir=os.path.dirname(self.path))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result should not be
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        if os.path.isdir(self.path):
+            for name in sorted(os.listdir(self.tmp)):
+                os.replace(os.path.join(self.tmp, name), os.path.join(self.path, name))
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.path)
 
 
-def _fmt(c: Any) -> str:
-    if isinstance(c, int):
-        return f"{c:,}"
-    if isinstance(c, float):
-        return f"{c:.4g}"
-    return str(c)
+def _write_json(path: str, report: dict[str, Any]) -> None:
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
-def format_inspect(info: dict[str, Any]) -> str:
-    rows = [[r["name"], r["op"], "x".join(map(str, r["output_shape"])), r["params"], r["macs"],
-             r["activation_bytes"]] for r in info["layers"]]
-    t = info["totals"]
-    head = (f"model {info['model']}: inputs "
-            + ", ".join(f"{i['name']} {i['dtype']}{i['shape']}" for i in info["inputs"])
-            + "; outputs " + ", ".join(f"{o['name']} {o['dtype']}{o['shape']}"
-                                        for o in info["outputs"]))
-    table = format_table(rows, ["layer", "op", "output", "params", "MACs", "act bytes"])
-    total = (f"total: {t['layers']} layers, {t['params']:,} params ({t['param_bytes']:,} bytes), "
-             f"{t['macs']:,} MACs, largest activation {t['max_activation_bytes']:,} bytes")
-    return f"{head}\n{table}\n{total}"
+def save_quantized(res, out: str | os.PathLike | OutputDir, deterministic_report: bool = False
+                   ) -> None:
+    """``edgeq quantize``'s folder: ``model.eqm`` and ``report.json`` (without its timing with
+    ``deterministic_report``), written atomically."""
+    out = out if isinstance(out, OutputDir) else OutputDir(out)
+    with out as tmp:
+        save(res.graph, os.path.join(tmp, "model.eqm"))
+        report = dict(res.report)
+        if deterministic_report:
+            report.pop("quantization_time_s", None)
+        _write_json(os.path.join(tmp, "report.json"), report)
+
+
+def export(graph: Graph, calib: Any, out: str | os.PathLike | OutputDir,
+           targets: Sequence[str] = DEFAULT_TARGETS, *, allow_fallback: bool = False,
+           calib_samples: int | None = None, progress: bool | None = None,
+           **quant_options) -> dict[str, Any]:
+    """Quantize an optimized float graph with ``calib`` (as ``quantize`` takes it) and lower it
+    to every target, each verified against the integer interpreter (``edgeq.export``). Writes
+    the folder ``out`` atomically: ``model.eqm``, one artifact per target and ``report.json``
+    (docs/report.md); returns the report. ``quant_options``: those of ``quantize``."""
+    targets = list(targets)
+    if not targets:
+        raise EdgeqError(f"--target needs at least one of: {', '.join(available())}")
+    out = out if isinstance(out, OutputDir) else OutputDir(out)
+    if is_integer(graph):
+        raise EdgeqError("export takes the float model (it quantizes it)")
+    data = calib if isinstance(calib, CalibrationData) else load_calibration(
+        os.fspath(calib), graph, calib_samples)
+    with out as tmp:
+        report = export_to(graph, data, targets, tmp, quant_options, progress=progress,
+                           allow_fallback=allow_fallback)
+        _write_json(os.path.join(tmp, "report.json"), report)
+    return report
+
+
+def run_exported(out_dir: str | os.PathLike, target: str, x: np.ndarray, raw: bool = False
+                 ) -> tuple[list[str], list[np.ndarray]]:
+    """Run the artifact ``edgeq export`` wrote for ``target`` in ``out_dir`` over the samples
+    of ``x`` (as ``run`` takes them): (output names, outputs)."""
+    out_dir = os.fspath(out_dir)
+    if not os.path.isdir(out_dir):
+        raise EdgeqError(f"--target {target} needs the folder `edgeq export` wrote")
+    be = get_backend(target)
+    art = be.open(out_dir)
+    sess = be.session(art)
+    outs = run_batch(art.graph, x,
+                     many=lambda g, feeds: be.run_many(art, feeds, raw=raw, session=sess))
+    return [v.name for v in art.graph.outputs], outs
+
+
+def plan_memory(graph: Graph, max_overhead: float = 0.20) -> Schedule:
+    """Activation-memory schedules (``edgeq.schedule.plan``): layer by layer, best order,
+    patch-based within ``max_overhead`` extra MACs (a fraction). A float graph is planned as the
+    int8 model it becomes."""
+    return plan_schedule(graph, max_overhead, bytes_per_element=None if is_integer(graph) else 1)

@@ -12,8 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from edgeq import __version__
+from edgeq import __version__, api, present
 from edgeq.ir.graph import EdgeqError
+from edgeq.passes.pipeline import PipelineResult
 
 EXIT_USER_ERROR = 2
 
@@ -46,15 +47,11 @@ def _floats(s: str | None, flag: str) -> list[float] | None:
 
 
 def _load(args):
-    from edgeq import api
-
     graph = api.load(args.model, torch=args.torch, input_shapes=_parse_shapes(args.input_shape))
     if api.is_integer(graph):
         if args.mean or args.std:
             raise EdgeqError("--mean/--std apply to float models; this model is already "
                              "quantized")
-        from edgeq.passes.pipeline import PipelineResult
-
         return graph, PipelineResult(changed=False)
     return api.optimize(graph, mean=_floats(args.mean, "--mean"), std=_floats(args.std, "--std"))
 
@@ -72,15 +69,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_inspect(args) -> int:
-    from edgeq import api
-
     graph, result = _load(args)
     info = api.inspect(graph)
     info["notes"] = result.notes
     if args.json:
         print(json.dumps(info, indent=2))
     else:
-        print(api.format_inspect(info))
+        print(present.format_inspect(info))
         for note in result.notes:
             print(f"note: {note}")
     return 0
@@ -118,11 +113,11 @@ def write_atomic_npy(path: str, arrays: dict[str, np.ndarray]) -> None:
 
 
 def cmd_run(args) -> int:
-    from edgeq import api
-
     x = _read_npy(args.input)
     if args.target != "ref":
-        names, outs = _run_target(args, x)
+        if args.model is None:
+            raise EdgeqError(f"--target {args.target} needs the folder `edgeq export` wrote")
+        names, outs = api.run_exported(args.model, args.target, x, raw=args.raw)
         write_atomic_npy(args.output, dict(zip(names, outs)))
         print(f"ran {x.shape[0]} sample(s) on {args.target}; wrote {args.output}")
         return 0
@@ -134,117 +129,39 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _run_target(args, x):
-    """Run an exported artifact: OUT is the folder `edgeq export` wrote."""
-    from edgeq import api
-    from edgeq.backends import get_backend
-    from edgeq.runtime.reference import run_batch
-
-    if args.model is None or not os.path.isdir(args.model):
-        raise EdgeqError(f"--target {args.target} needs the folder `edgeq export` wrote")
-    be = get_backend(args.target)
-    path = os.path.join(args.model, be.artifact)
-    if not os.path.exists(path):
-        raise EdgeqError(f"{args.model} has no {args.target} artifact ({be.artifact}); export "
-                         f"with --target {args.target}")
-    graph = api.load_model(args.model)
-    sess = be.session(path)
-    many = getattr(be, "run_many", None)
-    outs = run_batch(graph, x, runner=lambda g, feeds: be.run(path, feeds, raw=args.raw,
-                                                              session=sess),
-                     many=many and (lambda g, fl: many(path, fl, raw=args.raw, session=sess)))
-    return [v.name for v in graph.outputs], outs
-
-
-class OutputDir:
-    """Build an output folder in a temporary sibling and move it into place only on success,
-    so a failure never leaves a half-written folder."""
-
-    def __init__(self, path: str):
-        self.path = os.path.abspath(path)
-        parent = os.path.dirname(self.path)
-        if not os.path.isdir(parent):
-            raise EdgeqError(f"{path}: parent folder {parent} does not exist")
-        if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise EdgeqError(f"{path}: exists and is not a folder")
-
-    def __enter__(self) -> str:
-        self.tmp = tempfile.mkdtemp(prefix=".edgeq-", dir=os.path.dirname(self.path))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result should not be
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        import shutil
-
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        if os.path.isdir(self.path):
-            for name in sorted(os.listdir(self.tmp)):
-                os.replace(os.path.join(self.tmp, name), os.path.join(self.path, name))
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.path)
+def _int16(args) -> list[str] | str:
+    return "auto" if args.int16 == "auto" else [n for n in (args.int16 or "").split(",") if n]
 
 
 def cmd_quantize(args) -> int:
-    from edgeq import api
-    from edgeq.quant.pipeline import format_report
-
-    out = OutputDir(args.output)
+    out = api.OutputDir(args.output)
     graph, _ = _load(args)
     res = api.quantize(graph, args.calib, observer=args.observer, weight_bits=args.weight_bits,
-                       int16="auto" if args.int16 == "auto" else
-                       [n for n in (args.int16 or "").split(",") if n],
-                       target_sqnr_db=args.target_sqnr, max_int16=args.max_int16,
-                       weight_rounding=args.weight_rounding,
+                       int16=_int16(args), target_sqnr_db=args.target_sqnr,
+                       max_int16=args.max_int16, weight_rounding=args.weight_rounding,
                        rounding=args.rounding or "edgeq", equalize=not args.no_equalize,
                        bias_correction=not args.no_bias_correction,
                        calib_samples=args.calib_samples, eval_samples=args.eval_samples,
                        progress=None)
-    with out as tmp:
-        api.save(res.graph, os.path.join(tmp, "model.eqm"))
-        report = dict(res.report)
-        if args.deterministic_report:
-            report.pop("quantization_time_s", None)
-        with open(os.path.join(tmp, "report.json"), "w") as f:
-            json.dump(report, f, indent=2, sort_keys=True)
-            f.write("\n")
-    print(format_report(res.report))
+    api.save_quantized(res, out, deterministic_report=args.deterministic_report)
+    print(present.format_report(res.report))
     print(f"wrote {os.path.join(args.output, 'model.eqm')} and report.json")
     return 0
 
 
 def cmd_export(args) -> int:
-    from edgeq import api
-    from edgeq.export import export, format_export
-    from edgeq.quant.calibrate import load_calibration
-
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
-    if not targets:
-        from edgeq.backends import available
-
-        raise EdgeqError(f"--target needs at least one of: {', '.join(available())}")
-    out = OutputDir(args.output)
+    out = api.OutputDir(args.output)
     graph, _ = _load(args)
-    if api.is_integer(graph):
-        raise EdgeqError("export takes the float model (it quantizes it)")
-    data = load_calibration(args.calib, graph, args.calib_samples)
-    opts = dict(observer=args.observer, weight_bits=args.weight_bits,
-                int16="auto" if args.int16 == "auto" else
-                [n for n in (args.int16 or "").split(",") if n],
-                target_sqnr_db=args.target_sqnr, max_int16=args.max_int16,
-                weight_rounding=args.weight_rounding, rounding=args.rounding,
-                equalize=not args.no_equalize, bias_correction=not args.no_bias_correction,
-                eval_samples=args.eval_samples)
-    with out as tmp:
-        report = export(graph, data, targets, tmp, opts, allow_fallback=args.allow_fallback)
-        with open(os.path.join(tmp, "report.json"), "w") as f:
-            json.dump(report, f, indent=2, sort_keys=True)
-            f.write("\n")
-    print(format_export(report))
+    report = api.export(graph, args.calib, out, targets, allow_fallback=args.allow_fallback,
+                        calib_samples=args.calib_samples, observer=args.observer,
+                        weight_bits=args.weight_bits, int16=_int16(args),
+                        target_sqnr_db=args.target_sqnr, max_int16=args.max_int16,
+                        weight_rounding=args.weight_rounding, rounding=args.rounding,
+                        equalize=not args.no_equalize,
+                        bias_correction=not args.no_bias_correction,
+                        eval_samples=args.eval_samples)
+    print(present.format_export(report))
     files = ["model.eqm"] + [t["artifact"] for t in report["targets"].values()] + ["report.json"]
     print(f"wrote {args.output}/: " + ", ".join(dict.fromkeys(files)))
     return 0
@@ -290,50 +207,17 @@ def _bytes(text: str) -> int:
 
 
 def cmd_plan_memory(args) -> int:
-    from edgeq import api
-    from edgeq.schedule.arena import plan_memory
-    from edgeq.schedule.patch import search
-
     graph, _ = _load(args)
-    bpe = None if api.is_integer(graph) else 1
-    from edgeq.schedule.order import search_order
-
-    plan = plan_memory(graph, bytes_per_element=bpe)
-    order, searched = search_order(graph, bytes_per_element=bpe)
-    ordered = plan_memory(graph, bytes_per_element=bpe, order=order, exact=True)
-    patch = search(graph, max_overhead=args.max_overhead / 100, bytes_per_element=bpe)
     budget = _bytes(args.sram) if args.sram else None
-    rows = [["layer-by-layer", plan.arena_bytes, "-", "0.0%"]]
-    if ordered.arena_bytes < plan.arena_bytes:
-        rows.append([f"layer-by-layer, best order{' (searched)' if searched else ''}"
-                     f"{', exact placement' if ordered.optimal else ''}",
-                     ordered.arena_bytes, "-", "0.0%"])
-    if patch is not None:
-        split_name = graph.nodes[patch.split].name
-        rows.append([f"patch-based ({patch.n}x{patch.n} patches up to '{split_name}')",
-                     patch.peak_bytes, patch.n * patch.n, f"{patch.overhead:+.1%}"])
-    what = "int8 activations" if bpe else "the integer model's activations"
-    print(f"activation memory of {graph.name} ({what}):")
-    print(api.format_table(rows, ["schedule", "peak bytes", "patches", "extra MACs"]))
-    if args.steps:
-        print(api.format_table([[s, b] for s, b in zip(plan.steps, plan.step_live_bytes)],
-                               ["step", "live bytes (layer by layer)"]))
-    best = min([plan.arena_bytes, ordered.arena_bytes] + ([patch.peak_bytes] if patch else []))
-    if budget is not None:
-        if best > budget:
-            worst = max(range(len(plan.step_live_bytes)), key=plan.step_live_bytes.__getitem__)
-            why = (f"the layer-by-layer peak is set by step '{plan.steps[worst]}' "
-                   f"({plan.step_live_bytes[worst]:,} bytes live)")
-            if patch is not None:
-                why += (f"; patch-based execution within +{args.max_overhead:g}% MACs gets "
-                        f"down to {patch.peak_bytes:,} bytes")
-            print(f"does not fit {budget:,} bytes of SRAM: the smallest achievable peak is "
-                  f"{best:,} bytes; {why}", file=sys.stderr)
-            return 1
-        print(f"fits {budget:,} bytes of SRAM with the "
-              f"{'patch-based' if patch and best == patch.peak_bytes else 'layer-by-layer'} "
-              f"schedule ({budget - best:,} bytes to spare)")
-    return 0
+    schedule = api.plan_memory(graph, max_overhead=args.max_overhead / 100)
+    print(present.format_memory_schedule(graph.name, schedule, int8=not api.is_integer(graph),
+                                         steps=args.steps))
+    if budget is None:
+        return 0
+    fits = schedule.best_peak_bytes <= budget
+    print(present.format_budget(schedule, budget, args.max_overhead),
+          file=sys.stdout if fits else sys.stderr)
+    return 0 if fits else 1
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,26 +2,39 @@
 against the integer interpreter, plus ``report.json`` (keys documented in docs/report.md).
 
 Calibration data is split: the first 75% calibrates, the last 25% (at least one sample) is held
-out, and every artifact is checked on both parts. Artifacts are deterministic; only the keys
-ending in ``_ms`` or ``_s`` (timings) differ between runs.
+out, and every artifact is checked on both parts. What the checks compare with is computed once,
+before any target, and shared by all of them (``References``): the float model's output on the
+SQNR samples, the integer interpreter's outputs on every sample (and all its values on the
+per-layer samples), and the outputs of each runtime's own reference graph. Targets are reached
+only through the backend protocol (``edgeq.backends.base``); each adds its own report entries
+and checks through ``describe``. Artifacts are deterministic; only the keys ending in ``_ms`` or
+``_s`` (timings) differ between runs.
 """
 
 from __future__ import annotations
 
 import os
-import statistics
+import resource
 import time
-from collections import Counter
-from typing import Any, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from edgeq.ir.graph import EdgeqError, Graph
+from edgeq import serialize
+from edgeq.backends import get_backend
+from edgeq.backends.base import CompileNode, Feeds, per_layer_check, single_node_graph
+from edgeq.ir.graph import EdgeqError, Graph, Node
 from edgeq.quant.calibrate import CalibrationData
-from edgeq.quant.pipeline import dequantize_array, quantize_feeds
+from edgeq.quant.pipeline import dequantize_array, quantize_feeds, quantize_model
 from edgeq.runtime.reference import run_graph
 
 HOLD_OUT = 0.25
+PER_LAYER_SAMPLES = 2  # the first calibration samples, for the per-layer checks
+NOT_RUN = "not run: no simulator for this target on this host"
+FALLBACK_NOTE = ("run in float (DEQUANTIZE, float kernel, QUANTIZE): the LSB differences "
+                 "include these nodes' float rounding")
 
 
 def split(data: CalibrationData) -> tuple[CalibrationData, list[int], list[int]]:
@@ -32,114 +45,181 @@ def split(data: CalibrationData) -> tuple[CalibrationData, list[int], list[int]]
     return data.head(len(calib_idx)), calib_idx, held_idx
 
 
-def _lsb_stats(ig: Graph, backend, path: str, data: CalibrationData, idx: Sequence[int],
-               session) -> dict[str, Any]:
-    ig = getattr(backend, "reference_graph", lambda g: g)(ig)  # the runtime's exact rules
+@dataclass
+class References:
+    """The float and integer results every target's checks compare with, computed once
+    (``compute_references``); implements ``edgeq.backends.base.Checks``."""
+
+    graph: Graph                            # the integer model
+    output: str                             # the output the SQNR figures use (the first)
+    feeds: dict[int, Feeds]                 # sample index -> float inputs
+    sqnr_idx: list[int]                     # the held-out samples (calibration ones if none)
+    float_outputs: dict[int, np.ndarray]    # sample -> float model's output (float64)
+    int_outputs: dict[int, dict[int, Feeds]]  # id(reference graph) -> sample -> outputs
+    envs: list[Feeds]                       # every integer value, per-layer samples
+
+    @property
+    def sqnr_feeds(self) -> list[Feeds]:
+        return [self.feeds[i] for i in self.sqnr_idx]
+
+    def outputs(self, graph: Graph, idx: Sequence[int]) -> list[Feeds]:
+        """Integer outputs of ``graph`` (the integer model or a reference graph given to
+        ``compute_references``) on samples ``idx``."""
+        return [self.int_outputs[id(graph)][i] for i in idx]
+
+    def sqnr_db_vs_float(self, raw_outputs: Sequence[Feeds]) -> float | None:
+        qp = self.graph.values[self.output].qparams
+        sig = noise = 0.0
+        for i, t in zip(self.sqnr_idx, raw_outputs):
+            f = self.float_outputs[i]
+            q = dequantize_array(t[self.output], qp).astype(np.float64)
+            sig += float((f * f).sum())
+            noise += float(((f - q) ** 2).sum())
+        if not self.sqnr_idx:
+            return None
+        return round(10 * np.log10(sig / noise), 2) if noise > 0 else float("inf")
+
+    def per_layer(self, compile_node: CompileNode) -> dict[str, Any]:
+        return per_layer_check(self.graph, self.envs, compile_node)
+
+
+def compute_references(fg: Graph, ig: Graph, data: CalibrationData, calib_idx: list[int],
+                       held_idx: list[int], reference_graphs: Sequence[Graph]) -> References:
+    """``reference_graphs``: the integer model as each target that runs here computes it
+    (``Backend.reference_graph``; ``ig`` itself for most); empty when no target runs here, and
+    then only what the integer interpreter's own SQNR needs is computed.
+
+    Each sample runs through ``ig`` once. A reference graph differs from ``ig`` in a few nodes'
+    arithmetic (TFLite: FULLY_CONNECTED, MUL), and those usually give the same integers: only
+    they run again, each alone on ``ig``'s values, and the rest of the graph runs only from the
+    first one whose output differs (``ReferenceRun``)."""
+    sqnr_idx = held_idx or calib_idx
+    layer_idx = calib_idx[:PER_LAYER_SAMPLES]
+    samples = calib_idx + held_idx if reference_graphs else sorted(set(sqnr_idx + layer_idx))
+    feeds = {i: data.sample(i) for i in samples}
+    out = fg.outputs[0].name
+    float_outputs = {i: run_graph(fg, feeds[i])[out].astype(np.float64) for i in sqnr_idx}
+    distinct = {id(g): g for g in reference_graphs if g is not ig}
+    others = [ReferenceRun(ig, g) for g in distinct.values()]
+    int_outputs: dict[int, dict[int, Feeds]] = {id(ig): {}}
+    int_outputs.update({id(r.graph): {} for r in others})
+    envs = []
+    for i in samples:
+        q = quantize_feeds(ig, feeds[i])
+        env = run_graph(ig, q, keep=bool(others) or i in layer_idx)
+        int_outputs[id(ig)][i] = {v.name: env[v.name] for v in ig.outputs}
+        for r in others:
+            int_outputs[id(r.graph)][i] = r.outputs(q, env)
+        if i in layer_idx:
+            envs.append(env)
+    return References(ig, out, feeds, sqnr_idx, float_outputs, int_outputs, envs)
+
+
+class ReferenceRun:
+    """The outputs of ``graph``, a copy of the integer model ``base`` in which some nodes
+    compute differently, from ``base``'s values on the same input: the nodes that differ run
+    alone in order while their outputs equal ``base``'s (every value before them then does
+    too), and ``graph`` runs from the first node whose outputs differ."""
+
+    def __init__(self, base: Graph, graph: Graph):
+        self.graph = graph
+        aligned = len(base.nodes) == len(graph.nodes) and \
+            [v.name for v in base.inputs] == [v.name for v in graph.inputs]
+        self.changed = [(i, single_node_graph(graph, b)) for i, (a, b) in
+                        enumerate(zip(base.nodes, graph.nodes)) if not _same_node(a, b)] \
+            if aligned else None
+
+    def outputs(self, feeds: Feeds, base_env: Feeds) -> Feeds:
+        """``feeds``: the integer inputs; ``base_env``: every value of ``base`` on them."""
+        if self.changed is None:
+            return run_graph(self.graph, feeds)
+        start = len(self.graph.nodes)
+        for i, node in self.changed:
+            outs = run_graph(node, {v.name: base_env[v.name] for v in node.inputs})
+            if not all(_same(outs[v.name], base_env[v.name]) for v in node.outputs):
+                start = i
+                break
+        return run_graph(self.graph, feeds, computed=base_env, start=start)
+
+
+def _same_node(a: Node, b: Node) -> bool:
+    def same_value(x, y) -> bool:
+        if x is None or y is None:
+            return x is y
+        return x.name == y.name and x.type == y.type and x.qparams == y.qparams and \
+            _same(x.const, y.const)
+
+    return a.op == b.op and a.name == b.name and len(a.inputs) == len(b.inputs) and \
+        len(a.outputs) == len(b.outputs) and \
+        all(same_value(x, y) for x, y in zip(a.inputs + a.outputs, b.inputs + b.outputs)) and \
+        a.attrs.keys() == b.attrs.keys() and all(_same(a.attrs[k], b.attrs[k]) for k in a.attrs)
+
+
+def _same(x: Any, y: Any) -> bool:
+    if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+        return isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and \
+            x.dtype == y.dtype and x.shape == y.shape and bool(np.array_equal(x, y))
+    if isinstance(x, (list, tuple)) or isinstance(y, (list, tuple)):
+        return type(x) is type(y) and len(x) == len(y) and all(map(_same, x, y))
+    return type(x) is type(y) and bool(x == y)
+
+
+def lsb_stats(ours: Sequence[Feeds], theirs: Sequence[Feeds], graph: Graph) -> dict[str, Any]:
+    """Differences in LSB between two runs' integer outputs, sample by sample."""
     max_d, total, count = 0, 0.0, 0
-    all_theirs = _run_all(backend, path, [data.sample(i) for i in idx], session, raw=True)
-    for i, theirs in zip(idx, all_theirs):
-        feeds = data.sample(i)
-        ours = run_graph(ig, quantize_feeds(ig, feeds))
-        for v in ig.outputs:
-            d = np.abs(ours[v.name].astype(np.int64) - theirs[v.name].astype(np.int64))
+    for a, b in zip(ours, theirs):
+        for v in graph.outputs:
+            d = np.abs(a[v.name].astype(np.int64) - b[v.name].astype(np.int64))
             max_d = max(max_d, int(d.max()))
             total += float(d.sum())
             count += d.size
-    return {"samples": len(idx), "max_abs_diff_lsb": max_d,
+    return {"samples": len(ours), "max_abs_diff_lsb": max_d,
             "mean_abs_diff_lsb": round(total / max(count, 1), 6)}
 
 
-def _run_all(backend, path: str, feeds_list: list, session, raw: bool = False) -> list:
-    """Every sample through the backend; in one call where the backend batches (an emulator
-    boots once)."""
-    many = getattr(backend, "run_many", None)
-    if many is not None:
-        return many(path, feeds_list, raw=raw, session=session) if feeds_list else []
-    return [backend.run(path, f, raw=raw, session=session) for f in feeds_list]
-
-
-def _sqnr(fg: Graph, ig: Graph, backend, path: str, data: CalibrationData, idx, session
-          ) -> float | None:
-    sig = noise = 0.0
-    out = fg.outputs[0].name
-    theirs = _run_all(backend, path, [data.sample(i) for i in idx], session)
-    for i, t in zip(idx, theirs):
-        feeds = data.sample(i)
-        f = run_graph(fg, feeds)[out].astype(np.float64)
-        q = t[out].astype(np.float64)
-        sig += float((f * f).sum())
-        noise += float(((f - q) ** 2).sum())
-    if not idx:
-        return None
-    return round(10 * np.log10(sig / noise), 2) if noise > 0 else float("inf")
-
-
-def per_layer_check(ig: Graph, data: CalibrationData, samples: Sequence[int]) -> dict[str, Any]:
-    """ORT: each integer node alone, fed the interpreter's own integer inputs, against the
-    interpreter's output: the per-layer bound on the same inputs."""
-    from edgeq.backends.ort_qdq import OrtQdqBackend
-    from edgeq.backends.ort_qdq.lower import lower_graph
-
-    be = OrtQdqBackend()
-    envs = [run_graph(ig, quantize_feeds(ig, data.sample(i)), keep=True) for i in samples]
-    worst, worst_name = 0, None
-    for node in ig.nodes:
-        ins = list({v.name: v for v in node.inputs if v is not None and not v.is_const}.values())
-        model = lower_graph(ig, nodes=[node], int_inputs=ins)
-        sess = be.session(model.SerializeToString())
-        for env in envs:
-            outs = sess.run([v.name for v in node.outputs], {v.name: env[v.name] for v in ins})
-            for v, o in zip(node.outputs, outs):
-                d = int(np.abs(o.astype(np.int64) - env[v.name].astype(np.int64)).max())
-                if d > worst:
-                    worst, worst_name = d, node.name
-    return {"max_abs_diff_lsb": worst, "worst_layer": worst_name, "samples": len(samples)}
-
-
-LATENCY_BUDGET_S = 2.0
-
-
-def _latency_ms(backend, path: str, feeds, repeats: int = 20) -> float | None:
-    """Median of ``repeats`` runs after a warm-up, stopping early (at least 3 runs) once the
-    runs have taken LATENCY_BUDGET_S: slow interpreters (TFLite Micro's Python interpreter on a
-    224-pixel net) need no 20 samples for a median."""
-    own = getattr(backend, "latency_ms", None)
-    if own is not None:
-        return own(path, feeds, repeats)
-    fast = getattr(backend, "fast_session", None)
-    sess = fast(path) if fast else backend.session(path, threads=1)
-    backend.run(path, feeds, session=sess)
-    times: list[float] = []
-    while len(times) < repeats and (len(times) < 3 or sum(times) < LATENCY_BUDGET_S * 1e3):
-        t0 = time.perf_counter()
-        backend.run(path, feeds, session=sess)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return round(statistics.median(times), 3)
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its children that have finished."""
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
 def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: str,
            quant_options: dict[str, Any] | None = None, progress: bool | None = None,
-           allow_fallback: bool = False) -> dict[str, Any]:
+           allow_fallback: bool = False, stage_cpu_s: dict[str, float] | None = None
+           ) -> dict[str, Any]:
     """``fg``: optimized float graph. Writes ``out_dir`` (which must exist and be empty).
     ``allow_fallback``: targets that can run a node their integer kernels lack in float do so
-    (listed in the report under ``float_fallback``) instead of refusing the export."""
-    from edgeq import serialize
-    from edgeq.api import quantize
-    from edgeq.backends import get_backend
+    (listed in the report under ``float_fallback``) instead of refusing the export.
+    ``stage_cpu_s``: when given, filled with the CPU seconds of each stage (``quantize``,
+    ``references``, then ``lower``, ``verify`` and ``latency`` of each target, as
+    ``"lower NAME"``...)."""
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
+        t0 = _cpu_s()
+        try:
+            yield
+        finally:
+            if stage_cpu_s is not None:
+                stage_cpu_s[name] = stage_cpu_s.get(name, 0.0) + _cpu_s() - t0
 
-    backends = {t: get_backend(t) for t in targets}
-    for be in backends.values():
-        if allow_fallback and hasattr(be, "fallback"):
-            be.fallback = True
+    backends = {t: get_backend(t, allow_fallback=allow_fallback) for t in targets}
     calib, calib_idx, held_idx = split(data)
     opts = dict(quant_options or {})
-    if {"tflite", "tflm", "ethos-u"} & set(targets):
-        if opts.get("rounding") not in (None, "tflite"):
-            raise EdgeqError("TFLite targets need --rounding tflite (their kernels' arithmetic)")
-        opts["rounding"] = "tflite"
+    rules = {be.rounding: t for t, be in backends.items() if be.rounding}
+    if len(rules) > 1:
+        raise EdgeqError(f"targets {', '.join(sorted(rules.values()))} need different "
+                         f"requantization rules ({', '.join(sorted(rules))})")
+    if rules:
+        rule = next(iter(rules))
+        if opts.get("rounding") not in (None, rule):
+            needing = [t for t, be in backends.items() if be.rounding == rule]
+            raise EdgeqError(f"{'/'.join(needing)} targets need --rounding {rule} (their "
+                             f"kernels' arithmetic)")
+        opts["rounding"] = rule
     elif opts.get("rounding") is None:
         opts.pop("rounding", None)
-    res = quantize(fg, calib, progress=progress, **opts)
+    with stage("quantize"):
+        res = quantize_model(fg, calib, progress=progress, **opts)
     ig = res.graph
     problems = [f"{t}: {r}" for t, be in backends.items() for r in be.supports(ig)]
     if problems:
@@ -152,140 +232,54 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
         "quantization": {k: v for k, v in res.report.items()},
         "targets": {},
     }
+    reference = {t: be.reference_graph(ig) for t, be in backends.items() if be.runs_on_host}
+    with stage("references"):
+        refs = compute_references(fg, ig, data, calib_idx, held_idx, list(reference.values()))
     for name, be in backends.items():
-        t0 = time.perf_counter()
-        path = be.lower(ig, out_dir)
-        lower_s = time.perf_counter() - t0
-        if not getattr(be, "runs_on_host", True):
-            report["targets"][name] = {
-                "artifact": os.path.basename(path), "size_bytes": os.path.getsize(path),
-                "lower_time_s": round(lower_s, 3), "summary": be.summary,
-                "verification": "not run: no simulator for this target on this host"}
+        with stage(f"lower {name}"):
+            t0 = time.perf_counter()
+            art = be.lower(ig, out_dir)
+            lower_s = time.perf_counter() - t0
+        entry: dict[str, Any] = {"artifact": os.path.basename(art.path),
+                                 "size_bytes": _size(art.path), "lower_time_s": round(lower_s, 3)}
+        if not be.runs_on_host:
+            entry["verification"] = NOT_RUN
+            _merge(entry, be.describe(art, refs))
+            report["targets"][name] = entry
             continue
-        sess = be.session(path)
-        entry: dict[str, Any] = {
-            "artifact": os.path.basename(path),
-            "size_bytes": _size(path),
-            "op_counts": getattr(be, "op_counts", None) or _op_counts(path),
-            "verification": {
-                "calibration": _lsb_stats(ig, be, path, data, calib_idx, sess),
-                "held_out": _lsb_stats(ig, be, path, data, held_idx, sess),
-            },
-            "sqnr_db_vs_float": _sqnr(fg, ig, be, path, data, held_idx or calib_idx, sess),
-            "lower_time_s": round(lower_s, 3),
-            "latency_ms": _latency_ms(be, path, data.sample(0)),
-        }
-        if name == "tflm":
-            entry["arena_bytes"] = be.arena_bytes
-        if getattr(be, "float_nodes", None):
-            entry["float_fallback"] = {
-                "nodes": be.float_nodes,
-                "note": "run in float (DEQUANTIZE, float kernel, QUANTIZE): the LSB "
-                        "differences include these nodes' float rounding"}
-        if hasattr(be, "memory"):
-            entry["memory"] = dict(be.memory)
-        if hasattr(be, "size"):
-            entry["memory"]["arm_none_eabi_size"] = be.size(path)
-        if name == "tflite":
-            from edgeq.backends.tflite import per_layer_xnnpack
-
-            envs = [run_graph(ig, quantize_feeds(ig, data.sample(i)), keep=True)
-                    for i in calib_idx[:2]]
-            entry["verification"]["per_layer_default_delegate"] = per_layer_xnnpack(ig, envs)
-            entry["verification"]["reference_kernels"] = "BUILTIN_REF"
-        if name == "ort":
-            from edgeq.backends.ort_qdq import SESSION_CONFIG
-
-            entry["runtime_options"] = dict([SESSION_CONFIG.split("=")])
-            entry["verification"]["per_layer"] = per_layer_check(ig, data, calib_idx[:2])
-            plain = be.session(path, apply_metadata=False)
-            entry["sqnr_db_without_runtime_options"] = _sqnr(
-                fg, ig, be, path, data, held_idx or calib_idx, plain)
+        with stage(f"verify {name}"):
+            rg = reference[name]
+            idx = calib_idx + held_idx
+            theirs = dict(zip(idx, be.run_many(art, [refs.feeds[i] for i in idx], raw=True,
+                                               session=be.session(art))))
+            entry["op_counts"] = art.op_counts
+            entry["verification"] = {
+                part: lsb_stats(refs.outputs(rg, part_idx), [theirs[i] for i in part_idx], rg)
+                for part, part_idx in (("calibration", calib_idx), ("held_out", held_idx))}
+            entry["sqnr_db_vs_float"] = refs.sqnr_db_vs_float([theirs[i]
+                                                               for i in refs.sqnr_idx])
+            if art.float_nodes:
+                entry["float_fallback"] = {"nodes": list(art.float_nodes),
+                                           "note": FALLBACK_NOTE}
+            _merge(entry, be.describe(art, refs))
+        with stage(f"latency {name}"):
+            entry["latency_ms"] = be.latency_ms(art, data.sample(0))
         report["targets"][name] = entry
     report["integer_interpreter"] = {
-        "sqnr_db_vs_float": _ref_sqnr(fg, ig, data, held_idx or calib_idx)}
+        "sqnr_db_vs_float": refs.sqnr_db_vs_float(refs.outputs(ig, refs.sqnr_idx))}
     return report
 
 
-def _ref_sqnr(fg: Graph, ig: Graph, data: CalibrationData, idx) -> float:
-    sig = noise = 0.0
-    out = fg.outputs[0].name
-    for i in idx:
-        feeds = data.sample(i)
-        f = run_graph(fg, feeds)[out].astype(np.float64)
-        q = dequantize_array(run_graph(ig, quantize_feeds(ig, feeds))[out],
-                             ig.values[out].qparams).astype(np.float64)
-        sig += float((f * f).sum())
-        noise += float(((f - q) ** 2).sum())
-    return round(10 * np.log10(sig / noise), 2) if noise > 0 else float("inf")
+def _merge(entry: dict[str, Any], extra: dict[str, Any]) -> None:
+    """A backend's report entries into the common ones (nested dicts merged one level)."""
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(entry.get(k), dict):
+            entry[k].update(v)
+        else:
+            entry[k] = v
 
 
 def _size(path: str) -> int:
     if os.path.isdir(path):
         return sum(os.path.getsize(os.path.join(path, f)) for f in sorted(os.listdir(path)))
     return os.path.getsize(path)
-
-
-def _op_counts(path: str) -> dict[str, int]:
-    if path.endswith(".onnx"):
-        import onnx
-
-        return dict(sorted(Counter(n.op_type for n in onnx.load(path).graph.node).items()))
-    return {}
-
-
-def format_export(report: dict[str, Any]) -> str:
-    from edgeq.api import format_table
-
-    rows = []
-    for name, t in report["targets"].items():
-        v = t["verification"]
-        if not isinstance(v, dict):
-            continue
-        rows.append([name, t["artifact"], t["size_bytes"], v["calibration"]["max_abs_diff_lsb"],
-                     v["held_out"]["max_abs_diff_lsb"],
-                     (v.get("per_layer") or v.get("per_layer_default_delegate") or
-                      {}).get("max_abs_diff_lsb", "-"),
-                     t["sqnr_db_vs_float"],
-                     "-" if t["latency_ms"] is None else t["latency_ms"]])
-    table = format_table(rows, ["target", "artifact", "bytes", "max LSB (calib)",
-                                "max LSB (held-out)", "max LSB per layer", "SQNR dB",
-                                "latency ms"])
-    lines = [table, f"integer interpreter: SQNR {report['integer_interpreter']['sqnr_db_vs_float']}"
-             f" dB vs float on held-out samples"]
-    for name, t in report["targets"].items():
-        if "memory" in t:
-            m = t["memory"]
-            pp = m["patch_plan"]
-            line = (f"{name}: static arena {m['arena_bytes']:,} bytes"
-                    + (f" (patch-based: {pp['grid']}x{pp['grid']} patches up to "
-                       f"{pp['split_layer']}, +{pp['mac_overhead_percent']}% MACs)" if pp else
-                       " (layer by layer)"))
-            line += f", layer by layer {m['layer_by_layer_arena_bytes']:,}"
-            tflm = report["targets"].get("tflm", {}).get("arena_bytes")
-            if tflm:
-                line += f", {m['arena_bytes'] / tflm:.2f}x TFLite Micro's arena"
-            sz = m.get("arm_none_eabi_size")
-            if sz:
-                line += (f"; {name} build: text {sz['text']:,}, rodata {sz['rodata']:,}, bss "
-                         f"{sz['bss']:,} bytes (flash {sz['flash_bytes']:,})")
-            lines.append(line)
-        if "arena_bytes" in t:
-            lines.append(f"{name}: smallest TFLite Micro arena that allocates: "
-                         f"{t['arena_bytes']:,} bytes")
-        if "summary" in t:
-            sm = t["summary"]
-            lines.append(f"{name}: Vela ({sm['accelerator_config']}): SRAM "
-                         f"{sm.get('sram_memory_used')} KiB, NPU cycles {sm.get('cycles_npu')}, "
-                         f"{sm.get('npu_operators')} NPU / {sm.get('cpu_operators')} CPU "
-                         f"operators; {t['verification']}")
-        if "per_layer_default_delegate" in t.get("verification", {}):
-            lines.append(f"{name}: bit-exactness is on LiteRT's reference kernels; the default "
-                         f"XNNPACK path is within "
-                         f"{t['verification']['per_layer_default_delegate']['max_abs_diff_lsb']}"
-                         f" LSB per layer")
-    ort = report["targets"].get("ort")
-    if ort:
-        lines.append(f"ort: runs with {ort['runtime_options']} (recorded in the model's metadata;"
-                     f" without it: SQNR {ort['sqnr_db_without_runtime_options']} dB)")
-    return "\n".join(lines)

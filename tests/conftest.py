@@ -55,10 +55,12 @@ BACKEND_MODULES = ("tests/frontend/test_onnx_ops.py",)
 
 
 def pytest_collection_modifyitems(config, items):
-    """One tier per test: e2e (slow, or needs the zoo built with torch), else backend (a peer
-    runtime or toolchain), else unit."""
+    """One tier per test: the one its module declares, else e2e (slow, or needs the zoo built
+    with torch), else backend (a peer runtime or toolchain), else unit."""
     for item in items:
         path = os.path.relpath(str(item.fspath), ROOT).replace(os.sep, "/")
+        if any(item.get_closest_marker(t) for t in ("unit", "backend", "e2e")):
+            continue  # the module says which tier it is
         if item.get_closest_marker("slow") or "zoo_dir" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
         elif path.startswith("tests/backends/") or path in BACKEND_MODULES:

@@ -201,3 +201,33 @@ def test_quantize_errors_write_nothing(small_model, tmp_path):
                   tmp_path / "q", "--calib-samples", "5")
     assert_user_error(res, "5 calibration samples requested but only 2")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "few.npy", "small.onnx"]
+
+
+def test_plan_memory_table_budget_and_exit_codes(small_model):
+    res = run_cli("plan-memory", small_model, "--steps", "--sram", "64KB")
+    assert res.returncode == 0, res.stderr
+    assert "activation memory of" in res.stdout and "(int8 activations)" in res.stdout
+    assert "layer-by-layer" in res.stdout and "live bytes (layer by layer)" in res.stdout
+    assert "fits 65,536 bytes of SRAM with the layer-by-layer schedule" in res.stdout
+    res = run_cli("plan-memory", small_model, "--sram", "100B")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "does not fit 100 bytes of SRAM: the smallest achievable peak is" in res.stderr
+    assert "the layer-by-layer peak is set by step" in res.stderr
+
+
+def test_run_target_needs_an_exported_folder(small_model, tmp_path):
+    cal = np.random.default_rng(3).normal(size=(8, 3, 6, 6)).astype(np.float32)
+    np.save(tmp_path / "cal.npy", cal)
+    np.save(tmp_path / "x.npy", cal[:2])
+    res = run_cli("run", small_model, "--target", "ort", "--input", tmp_path / "x.npy",
+                  "--output", tmp_path / "y.npy")
+    assert_user_error(res, "--target ort needs the folder `edgeq export` wrote")
+    assert run_cli("quantize", small_model, "--calib", tmp_path / "cal.npy", "-o",
+                   tmp_path / "q").returncode == 0
+    res = run_cli("run", tmp_path / "q", "--target", "ort", "--input", tmp_path / "x.npy",
+                  "--output", tmp_path / "y.npy")
+    assert_user_error(res, "has no ort artifact (model.qdq.onnx); export with --target ort")
+    res = run_cli("run", tmp_path / "q", "--target", "coreml", "--input", tmp_path / "x.npy",
+                  "--output", tmp_path / "y.npy")
+    assert_user_error(res, "unknown target 'coreml'")
+    assert not (tmp_path / "y.npy").exists()

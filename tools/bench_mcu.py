@@ -53,12 +53,12 @@ def main(argv=None) -> int:
         patch = search(ig, max_overhead=0.20)
         be = CortexMBackend("cortex-m4")
         with tempfile.TemporaryDirectory() as d:
-            path = be.lower(ig, d)
-            c_arena = f"{be.memory['arena_bytes']:,}"
+            art = be.lower(ig, d)
+            c_arena = f"{art.memory['arena_bytes']:,}"
             if have_arm:
-                flash = f"{be.size(path)['flash_bytes']:,}"
+                flash = f"{be.size(art.path)['flash_bytes']:,}"
                 feeds = [{ig.inputs[0].name: held[i:i + 1]} for i in range(4)]
-                outs = be.run_many(path, feeds, raw=True, session=(be.build(path), ig))
+                outs = be.run_many(art, feeds, raw=True, session=be.session(art))
                 exact = all(np.array_equal(o[v.name], run_graph(ig, quantize_feeds(ig, f))[
                     v.name]) for f, o in zip(feeds, outs) for v in ig.outputs)
                 qemu = "bit-exact (4 samples)" if exact else "MISMATCH"

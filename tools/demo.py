@@ -24,6 +24,7 @@ def main(argv=None) -> int:
     import onnxruntime as ort
 
     import edgeq
+    from edgeq import present
     from models import data
 
     with open(os.path.join(a.models, "manifest.json")) as f:
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     graph, result = edgeq.optimize(edgeq.load(path), mean=info["mean"], std=info["std"])
     compile_s = time.perf_counter() - t0
-    print(edgeq.api.format_inspect(edgeq.inspect(graph)))
+    print(present.format_inspect(edgeq.inspect(graph)))
     for note in result.notes:
         print(f"note: {note}")
     size = info["input_shape"][-1]
@@ -47,14 +48,12 @@ def main(argv=None) -> int:
           f"max relative error {rel:.2e} ({'OK' if rel < 1e-4 else 'MISMATCH'}); "
           f"top-1 agreement {float((ours.argmax(1) == theirs.argmax(1)).mean()):.0%}; "
           f"compile {compile_s:.2f} s")
+    import shutil
     import tempfile
 
     from edgeq.backends import available
-    from edgeq.export import export, format_export
+    from edgeq.export import export
     from edgeq.quant.calibrate import CalibrationData
-    from edgeq.quant.pipeline import format_report
-
-    import shutil
 
     targets = available()
     if not all(shutil.which(t) for t in ("arm-none-eabi-gcc", "qemu-system-arm")):
@@ -64,9 +63,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as out:
         report = export(graph, calib, targets, out, progress=False)
         print("\nquantized (all int8), calibrated on 48 photo crops:")
-        print(format_report(report["quantization"]))
+        print(present.format_report(report["quantization"]))
         print(f"\nexported to {', '.join(targets)} (16 held-out crops):")
-        print(format_export(report))
+        print(present.format_export(report))
     return 0 if rel < 1e-4 else 1
 
 

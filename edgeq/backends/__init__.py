@@ -1,48 +1,35 @@
-"""Backends: one interface, one registry.
+"""Backends: one protocol (``edgeq.backends.base``), one registry.
 
-A backend is an object with ``name``, ``supports(graph) -> list[str]`` (one reason per node it
-cannot take; empty when it takes the whole graph), ``lower(graph, out_dir) -> path`` (writes
-its artifact) and ``run(path, feeds, raw) -> {output name: array}`` (dequantized outputs, or the
-integer ones with ``raw``). Built-ins are listed here; third parties register through the
-``edgeq.backends`` entry-point group (name -> a zero-argument factory).
+Built-ins are listed here; third parties register through the ``edgeq.backends`` entry-point
+group: name -> a factory called with the backend options as keywords (``allow_fallback``) that
+returns an object implementing ``Backend``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Callable
 
-import numpy as np
-
-from edgeq.ir.graph import EdgeqError, Graph
-
-
-class Backend(Protocol):
-    name: str
-    artifact: str
-
-    def supports(self, graph: Graph) -> list[str]: ...
-
-    def lower(self, graph: Graph, out_dir: str) -> str: ...
-
-    def run(self, path: str, feeds: dict[str, np.ndarray], raw: bool = False
-            ) -> dict[str, np.ndarray]: ...
+from edgeq.backends.base import Artifact, Backend, Checks, Refusal
+from edgeq.backends.c import CBackend, CortexMBackend
+from edgeq.backends.ethos_u import EthosUBackend
+from edgeq.backends.ort_qdq import OrtQdqBackend
+from edgeq.backends.tflite import TflmBackend, TfliteBackend
+from edgeq.backends.tvm import TvmBackend
+from edgeq.ir.graph import EdgeqError
 
 
-def _builtins() -> dict[str, Any]:
-    from edgeq.backends.c import CBackend, CortexMBackend
-    from edgeq.backends.ethos_u import EthosUBackend
-    from edgeq.backends.ort_qdq import OrtQdqBackend
-    from edgeq.backends.tflite import TflmBackend, TfliteBackend
-    from edgeq.backends.tvm import TvmBackend
-
+def _builtins() -> dict[str, Callable[..., Backend]]:
     return {"ort": OrtQdqBackend, "tflite": TfliteBackend, "tflm": TflmBackend,
             "tvm": TvmBackend, "ethos-u": EthosUBackend, "c": CBackend,
-            "cortex-m4": lambda: CortexMBackend("cortex-m4"),
-            "cortex-m7": lambda: CortexMBackend("cortex-m7")}
+            "cortex-m4": partial(CortexMBackend, "cortex-m4"),
+            "cortex-m7": partial(CortexMBackend, "cortex-m7")}
 
 
-def get_backend(name: str) -> Backend:
-    table = _builtins()
+def get_backend(name: str, *, allow_fallback: bool = False) -> Backend:
+    """The backend for target ``name``, built with its options: ``allow_fallback`` lets it run
+    nodes its integer kernels lack in float where its runtime allows (``--allow-fallback``)."""
+    table: dict[str, Any] = _builtins()
     try:
         from importlib.metadata import entry_points
 
@@ -52,8 +39,11 @@ def get_backend(name: str) -> Backend:
         pass
     if name not in table:
         raise EdgeqError(f"unknown target {name!r}; available: {', '.join(sorted(table))}")
-    return table[name]()
+    return table[name](allow_fallback=allow_fallback)
 
 
 def available() -> list[str]:
     return sorted(_builtins())
+
+
+__all__ = ["Artifact", "Backend", "Checks", "Refusal", "available", "get_backend"]

@@ -1,4 +1,12 @@
-"""ONNX frontend: an ``onnx.ModelProto`` (opsets 9-21) becomes an edgeq ``Graph``.
+"""ONNX frontend: an ``onnx.ModelProto`` (opset 9 up to the installed ``onnx`` package's newest)
+becomes an edgeq ``Graph``.
+
+Opsets: the converters implement every op's versions up to opset 21 (``VERIFIED_OPSET``). A
+model with a newer opset is accepted node by node: a node whose op has a newer version is taken
+when that version's signature (inputs, outputs, attributes and their defaults) equals the last
+verified version's, or when the only differences are attributes the node leaves unset (opsets
+22-28 mostly widened type lists: bfloat16, float8, int4); otherwise it is refused, naming the node,
+the op version and what changed.
 
 Import canonicalizes as it goes, so passes and backends see one form per op:
 - static parameters are attributes, never tensor inputs (Reshape ``shape``, Slice ``starts``...,
@@ -22,7 +30,7 @@ from edgeq.passes.constant_folding import fold_node
 from edgeq.ops import infer_node
 from edgeq.ir.registry import registrar
 
-MIN_OPSET, MAX_OPSET = 9, 21
+MIN_OPSET, VERIFIED_OPSET = 9, 21
 # names some node or the graph output reads, for the model being imported
 _CONSUMED: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("consumed",
                                                                            default=frozenset())
@@ -75,9 +83,10 @@ class _Importer:
                 self.opset = imp.version
         if self.opset is None:
             raise EdgeqError("model imports no default-domain (ai.onnx) opset")
-        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+        newest = onnx.defs.onnx_opset_version()
+        if not MIN_OPSET <= self.opset <= newest:
             raise EdgeqError(f"model uses opset {self.opset}; edgeq supports opsets "
-                             f"{MIN_OPSET}-{MAX_OPSET}")
+                             f"{MIN_OPSET}-{newest} (the installed onnx {onnx.__version__})")
         self.g = Graph(name or model.graph.name or "model")
         self.env: dict[str, Value] = {}
 
@@ -182,32 +191,97 @@ class _Importer:
             parts = [f"{op} (nodes: {', '.join(repr(n) for n in names[:5])}"
                      f"{', ...' if len(names) > 5 else ''})" for op, names in sorted(bad.items())]
             raise EdgeqError(f"unsupported op{'s' if len(bad) > 1 else ''}: " + "; ".join(parts))
+        newer = [f"{node.op_type} '{node.name or f'{node.op_type.lower()}_{k}'}': {why}"
+                 for k, node in enumerate(gp.node) if (why := self._version_problem(node))]
+        if newer:
+            raise EdgeqError("op versions edgeq does not implement: " + "; ".join(newer))
+
+    def _version_problem(self, node) -> str | None:
+        """Why this node's op version (from the model's opset) is not one edgeq implements."""
+        if self.opset <= VERIFIED_OPSET:
+            return None
+        defs = self.onnx.defs
+        new = defs.get_schema(node.op_type, self.opset)
+        if new.since_version <= VERIFIED_OPSET:
+            return None
+        old = defs.get_schema(node.op_type, VERIFIED_OPSET)
+        where = f"{node.op_type}-{new.since_version} (opset {self.opset})"
+        known = f"edgeq implements {node.op_type}-{old.since_version}"
+        io = (lambda s: ([(p.name, p.option) for p in s.inputs], [(p.name, p.option)
+                                                                  for p in s.outputs]))
+        if io(new) != io(old):
+            return f"{where} changes the op's inputs or outputs; {known}"
+        given = {a.name for a in node.attribute}
+        for name, attr in sorted(new.attributes.items()):
+            prev = old.attributes.get(name)
+            if prev is None and name in given:
+                return f"sets attribute '{name}', added in {where}; {known}"
+            if prev is not None and name not in given and \
+                    prev.default_value.SerializeToString() != \
+                    attr.default_value.SerializeToString():
+                return f"{where} changes the default of attribute '{name}'; {known}"
+        return None
 
     def _input_type(self, vi) -> TensorType:
         tt = vi.type.tensor_type
         if not vi.type.HasField("tensor_type"):
             raise EdgeqError(f"input '{vi.name}' is not a tensor")
         dtype = DType.from_numpy(self.onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        dims = _model_dims(tt)
         if vi.name in self.input_shapes:
             given = self.input_shapes[vi.name]
-            if len(given) != len(dims) or any(d is not None and d != g for d, g in
-                                               zip(dims, given)):
+            if any(g <= 0 for g in given):
+                raise EdgeqError(f"input '{vi.name}': given shape {list(given)} has a dimension "
+                                 f"that is not positive; give the static size to use")
+            if tt.HasField("shape") and (len(given) != len(dims) or any(
+                    d is not None and d != g for d, g in zip(dims, given))):
                 raise EdgeqError(f"input '{vi.name}': given shape {list(given)} does not match "
-                                 f"the model's {['?' if d is None else d for d in dims]}")
+                                 f"the model's {_shown(tt)} (only its dynamic dimensions, "
+                                 f"shown as names or '?', can take any size)")
             return TensorType(dtype, given)
         if not tt.HasField("shape"):
             raise EdgeqError(f"input '{vi.name}' has no shape in the model; give one with "
                              f"--input-shape {vi.name}=...")
         if None in dims[1:]:
-            shown = [d.dim_param or "?" if not d.HasField("dim_value") else d.dim_value
-                     for d in tt.shape.dim]
-            raise EdgeqError(f"input '{vi.name}' has a dynamic shape {shown}; give a static one "
-                             f"with --input-shape (e.g. --input-shape "
-                             f"{','.join(str(1 if d is None else d) for d in dims)})")
+            raise EdgeqError(f"input '{vi.name}' has a dynamic shape {_shown(tt)}; give a static "
+                             f"one with --input-shape{self._suggestion(vi.name)}")
         if dims and dims[0] is None:
             dims[0] = 1  # the default batch size
         return TensorType(dtype, tuple(dims))
+
+    def _suggestion(self, name: str) -> str:
+        """`` (e.g. --input-shape NAME=...)`` with static sizes that import, or ''."""
+        gp = self.model.graph
+        inits = {t.name for t in gp.initializer}
+        dynamic = {vi.name: vi.type.tensor_type for vi in gp.input
+                   if vi.name not in inits and vi.name not in self.input_shapes
+                   and vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")
+                   and None in _model_dims(vi.type.tensor_type)}
+        for spatial, other in ((224, 1), (320, 16), (640, 64)):
+            shapes = dict(self.input_shapes)
+            for n, tt in dynamic.items():
+                dims = _model_dims(tt)
+                shapes[n] = tuple(d if d is not None else 1 if i == 0 else
+                                  spatial if len(dims) == 4 and i >= 2 else other
+                                  for i, d in enumerate(dims))
+            try:
+                _Importer(self.model, shapes, "probe").run()
+            except EdgeqError:
+                continue
+            return f" (e.g. --input-shape {name}={','.join(map(str, shapes[name]))})"
+        return ""
+
+
+def _model_dims(tt) -> list[int | None]:
+    """The model's dimensions; None for a dynamic one (a name, '?', -1 or 0: exporters write all
+    of them)."""
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in tt.shape.dim]
+
+
+def _shown(tt) -> str:
+    return "[" + ", ".join(str(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else
+                           (d.dim_param or "?") for d in tt.shape.dim) + "]"
 
 
 # --- converters: one per ONNX op -------------------------------------------------------------

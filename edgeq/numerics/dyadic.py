@@ -14,7 +14,8 @@ Rescaling an integer ``x`` (int64 arithmetic) follows one of two rules:
 
   so ``|rescale(x) - x * M_dyadic| <= 1/2`` exactly.
 - ``"tflite"``: TFLite's ``MultiplyByQuantizedMultiplier``: a saturating rounding doubling high
-  multiply (round half away from zero at 2**31) followed by a rounding divide by ``2**(n-31)``
+  multiply (rounds half up, toward +inf, at 2**31 for both signs: gemmlowp's nudge) followed by
+  a rounding divide by ``2**(n-31)``
   (round half away from zero); a left shift first when ``n < 31``. Two roundings, so it can differ
   from ``"edgeq"`` by 1.
 

@@ -48,6 +48,8 @@ TRAITS = {
     "lookup": "a function of one int8 input: its integer form is a 256-entry table",
     "axis_attr": "layout enters only through axis attributes (a layout change permutes them)",
     "reorders": "moves elements between positions (Reshape, Transpose): layout conversions",
+    "image": "defined on the H and W axes of an NCHW tensor (convolution, pooling, padding, "
+             "resizing): a channels-last runtime runs it in its own layout",
 }
 
 SHAPE: dict[str, ShapeRule] = {}

@@ -30,6 +30,7 @@ traits("Conv", add=("spatial", "fuses_activation", "int16_input", "folds_channel
 traits("ConvTranspose", add=("fuses_activation", "int16_input", "folds_channel_affine"))
 traits("QConv", add=("integer", "spatial"))
 traits("QConvTranspose", add="integer")
+traits("Conv", "ConvTranspose", "QConv", "QConvTranspose", add="image")
 
 
 # --- spatial helpers (shared with pooling) -------------------------------------------------------

@@ -29,6 +29,7 @@ traits("Reshape", "Transpose", "Slice", "Split", "Concat", "Pad", "Gather", add=
 traits("Reshape", add=("alias", "channel_scale_commutes"))
 traits("Concat", "Slice", "Split", add="axis_attr")
 traits("Reshape", "Transpose", add="reorders")
+traits("Pad", add="image")
 
 
 @shape_rule("Identity", "Dropout")

@@ -33,6 +33,8 @@ traits("GlobalAveragePool", add=("int16_input", "channel_scale_commutes"))
 traits("ReduceMean", add="int16_input")
 traits("QAveragePool", add=("integer", "spatial"))
 traits("QGlobalAveragePool", "QReduceMean", add="integer")
+traits("MaxPool", "AveragePool", "GlobalAveragePool", "QAveragePool", "QGlobalAveragePool",
+       add="image")
 
 
 def pool_output_hw(in_hw, kernel_shape, strides, pads, dilations, ceil_mode) -> tuple[int, int]:

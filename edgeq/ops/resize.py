@@ -14,7 +14,7 @@ from edgeq.ops.base import Attrs, kernel, quantize_check, quantize_rule, shape_r
 if TYPE_CHECKING:
     from edgeq.quant.convert import Converter
 
-traits("Resize", add=("keeps_qparams", "moves_data", "int16_input"))
+traits("Resize", add=("keeps_qparams", "moves_data", "int16_input", "image"))
 
 
 @shape_rule("Resize")
@@ -38,7 +38,7 @@ def resize_coords(out_len: int, in_len: int, scale: float, mode: str) -> np.ndar
     raise ValueError(f"coordinate_transformation_mode {mode}")
 
 
-def _nearest(c: np.ndarray, mode: str) -> np.ndarray:
+def nearest_index(c: np.ndarray, mode: str) -> np.ndarray:
     if mode == "floor":
         return np.floor(c)
     if mode == "ceil":
@@ -57,7 +57,7 @@ def resize(a: Attrs, x):
             continue
         c = resize_coords(out_len, in_len, scale, a["coordinate_transformation_mode"])
         if a["mode"] == "nearest":
-            idx = np.clip(_nearest(c, a.get("nearest_mode", "round_prefer_floor")), 0,
+            idx = np.clip(nearest_index(c, a.get("nearest_mode", "round_prefer_floor")), 0,
                           in_len - 1).astype(np.int64)
             y = np.take(y, idx, axis=ax)
         else:

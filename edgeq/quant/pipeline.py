@@ -8,9 +8,10 @@ top-1 agreement, weight bytes before/after, and what equalization and bias corre
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -19,9 +20,9 @@ from edgeq.ops import has
 from edgeq.passes.decompose_layernorm import decompose_layernorm
 from edgeq.passes.equalize import Equalize
 from edgeq.passes.pipeline import run_passes
-from edgeq.quant.calibrate import CalibrationData, Progress, calibrate
+from edgeq.quant.calibrate import CalibrationData, Progress, calibrate, load_calibration
 from edgeq.quant.convert import QuantConfig, check_graph, convert
-from edgeq.quant.observers import observe
+from edgeq.quant.observers import OBSERVERS, observe
 from edgeq.runtime.reference import run_graph
 
 
@@ -233,33 +234,42 @@ def build_report(fg: Graph, ig: Graph, samples: Iterable[dict[str, np.ndarray]],
     }
 
 
-def format_report(report: dict[str, Any]) -> str:
-    from edgeq.api import format_table
+def is_integer(graph: Graph) -> bool:
+    return graph.metadata.get("quantized") == "int"
 
-    rows = [[r["name"], r["op"], r["dtype"], r["sqnr_db"]] for r in report["layers"]]
-    out = [format_table(rows, ["layer", "integer op", "dtype", "SQNR dB"])]
-    out.append("output SQNR: " + ", ".join(f"{k} {v} dB" for k, v in
-                                           report["output_sqnr_db"].items()))
-    if report.get("top1_agreement") is not None:
-        out.append(f"top-1 agreement with float: {report['top1_agreement']:.2%} over "
-                   f"{report['eval_samples']} samples")
-    if "weight_bytes" in report:
-        wb = report["weight_bytes"]
-        out.append(f"weights: {wb['float']:,} bytes float -> {wb['integer']:,} bytes integer")
-    if report.get("equalization", {}).get("pairs"):
-        out.append(f"cross-layer equalization: {len(report['equalization']['pairs'])} layer "
-                   f"pairs")
-    if report.get("mixed_precision"):
-        last = report["mixed_precision"]["steps"][-1]
-        out.append(f"mixed precision: {len(last['int16'])} int16 value(s) for a "
-                   f"{report['mixed_precision']['target_sqnr_db']:g} dB target "
-                   f"({', '.join(last['int16']) or 'none needed'})")
-    if report.get("error_compensated_rounding", {}).get("layers"):
-        out.append(f"error-compensated weight rounding: "
-                   f"{len(report['error_compensated_rounding']['layers'])} layers")
-    if report.get("bias_correction", {}).get("layers"):
-        out.append(f"bias correction: {len(report['bias_correction']['layers'])} layers")
-    if "quantization_time_s" in report:
-        out.append(f"quantized in {report['quantization_time_s']:.2f} s from "
-                   f"{report['calibration_samples']} calibration samples")
-    return "\n".join(out)
+
+def quantize_model(graph: Graph, calib: Any, *, observer: str = "minmax", weight_bits: int = 8,
+             int16: Sequence[str] | str = (), rounding: str = "edgeq", equalize: bool = True,
+             bias_correction: bool = True, calib_samples: int | None = None,
+             eval_samples: int = 32, progress: bool | None = None,
+             target_sqnr_db: float = 40.0, max_int16: int = 8,
+             weight_rounding: str = "gptq"):
+    """An optimized float graph + calibration data (a path to .npy/.npz/an image folder, an
+    array with samples on axis 0, or a CalibrationData) -> QuantResult(graph, float_graph,
+    report). ``int16`` names values to keep in int16, or is ``"auto"``: the fewest values
+    (at most ``max_int16``) that bring the output SQNR to ``target_sqnr_db``."""
+    if observer not in OBSERVERS:
+        raise EdgeqError(f"unknown observer {observer!r}; choose one of {', '.join(OBSERVERS)}")
+    if is_integer(graph):
+        raise EdgeqError("the model is already quantized")
+    if isinstance(calib, CalibrationData):
+        data = calib
+    elif isinstance(calib, (str, os.PathLike)):
+        data = load_calibration(os.fspath(calib), graph, calib_samples)
+    else:
+        if not isinstance(calib, dict) and len(graph.inputs) != 1:
+            raise EdgeqError("pass calibration data for several inputs as a dict or .npz")
+        arrays = calib if isinstance(calib, dict) else {graph.inputs[0].name: np.asarray(calib)}
+        data = CalibrationData(graph, arrays=arrays, limit=calib_samples)
+    auto = int16 == "auto"
+    int16 = () if auto else tuple(int16)
+    known = {v.name for n in graph.nodes for v in n.outputs} | {v.name for v in graph.inputs}
+    unknown = [n for n in int16 if n not in known]
+    if unknown:
+        raise EdgeqError(f"--int16 names unknown values {unknown}")
+    cfg = QuantConfig(observer=observer, weight_bits=weight_bits, int16=tuple(int16),
+                      rounding=rounding, bias_correction=bias_correction,
+                      weight_rounding=weight_rounding)
+    return quantize(graph, data, cfg, equalize=equalize, eval_samples=eval_samples,
+                     progress=progress, int16_auto=auto, target_sqnr_db=target_sqnr_db,
+                     max_int16=max_int16)

@@ -7,7 +7,7 @@ file (docs/numerics.md, "Per-runtime rules"); edgeq models each runtime exactly:
 
 Each test builds a one-node integer graph whose scales make the two rules disagree on some of
 the inputs (asserted, so the test cannot pass vacuously), then checks that LiteRT equals
-``TfliteBackend.reference_graph`` and TFLite Micro equals the integer model itself, 0 LSB.
+``TfliteBackend().reference_graph`` and TFLite Micro equals the integer model itself, 0 LSB.
 """
 
 import numpy as np
@@ -17,8 +17,8 @@ from edgeq import serialize
 from edgeq.backends.tflite import TfliteBackend, TflmBackend
 from edgeq.backends.tflite.lower import lower_graph
 from edgeq.ir.graph import DType, Graph, QParams, TensorType
-from edgeq.quant.dyadic import (effective_scale, effective_scale_f32, quantize_multiplier,
-                                quantize_multipliers)
+from edgeq.numerics.dyadic import (effective_scale, effective_scale_f32, quantize_multiplier,
+                                   quantize_multipliers)
 from edgeq.quant.pipeline import dequantize_array
 from edgeq.runtime.reference import run_graph
 
@@ -79,7 +79,8 @@ def _both_runtimes(g: Graph, feeds_int: dict, tmp_path) -> tuple[dict, dict]:
     feeds = {v.name: dequantize_array(feeds_int[v.name], v.qparams) for v in g.inputs}
     out = {}
     for be in (TfliteBackend(), TflmBackend()):
-        out[be.name] = be.run(path, feeds, raw=True, session=be.session(path))
+        art = be.open(str(tmp_path))
+        out[be.name] = be.run(art, feeds, raw=True, session=be.session(art))
     return out["tflite"], out["tflm"]
 
 
@@ -87,22 +88,30 @@ def _first(scales, differs):
     return next(s for s in scales if differs(s))
 
 
-def test_litert_mul_derives_its_multiplier_in_float32_tflm_in_float64(tmp_path):
+def _mul_feeds() -> dict:
     grid = np.arange(-128, 128, dtype=np.int8)
-    feeds = {"a": np.broadcast_to(grid[:, None], (256, 256))[None].copy(),
-             "b": np.broadcast_to(grid[None, :], (256, 256))[None].copy()}
+    return {"a": np.broadcast_to(grid[:, None], (256, 256))[None].copy(),
+            "b": np.broadcast_to(grid[None, :], (256, 256))[None].copy()}
 
+
+def _disagreeing_mul_graph(feeds) -> Graph:
+    """A MUL whose float32 and float64 multipliers differ and give different integers."""
     def differs(s_y):
         g = _mul_graph(s_y)
         m32 = quantize_multiplier(effective_scale_f32(0.053075, 0.0046993, s_y))
         return m32 != (g.nodes[0].attrs["multiplier"], g.nodes[0].attrs["shift"]) and (
-            run_graph(g, feeds)["mul"] != run_graph(TfliteBackend.reference_graph(g),
+            run_graph(g, feeds)["mul"] != run_graph(TfliteBackend().reference_graph(g),
                                                     feeds)["mul"]).any()
 
-    s_y = _first((float(np.float32(0.0548 + k * 1e-6)) for k in range(200)), differs)
-    g = _mul_graph(s_y)
+    return _mul_graph(_first((float(np.float32(0.0548 + k * 1e-6)) for k in range(200)),
+                             differs))
+
+
+def test_litert_mul_derives_its_multiplier_in_float32_tflm_in_float64(tmp_path):
+    feeds = _mul_feeds()
+    g = _disagreeing_mul_graph(feeds)
     litert, tflm = _both_runtimes(g, feeds, tmp_path)
-    want_litert = run_graph(TfliteBackend.reference_graph(g), feeds)["mul"]
+    want_litert = run_graph(TfliteBackend().reference_graph(g), feeds)["mul"]
     want_tflm = run_graph(g, feeds)["mul"]
     assert (want_litert != want_tflm).any()  # the two rules disagree on these inputs
     np.testing.assert_array_equal(litert["mul"], want_litert)
@@ -114,7 +123,7 @@ def test_litert_fully_connected_requantizes_in_float64_tflm_in_fixed_point(tmp_p
     feeds = {"x": rng.integers(-128, 128, (256, 8)).astype(np.int8)}
     g = _fc_graph(np.random.default_rng(7))
     litert, tflm = _both_runtimes(g, feeds, tmp_path)
-    want_litert = run_graph(TfliteBackend.reference_graph(g), feeds)["fc"]
+    want_litert = run_graph(TfliteBackend().reference_graph(g), feeds)["fc"]
     want_tflm = run_graph(g, feeds)["fc"]
     single = g.copy()
     single.nodes[0].attrs["rounding"] = "edgeq"
@@ -123,3 +132,20 @@ def test_litert_fully_connected_requantizes_in_float64_tflm_in_fixed_point(tmp_p
     assert (want_litert != run_graph(single, feeds)["fc"]).any()
     np.testing.assert_array_equal(litert["fc"], want_litert)
     np.testing.assert_array_equal(tflm["fc"], want_tflm)
+
+
+def test_export_reference_resumes_from_the_first_differing_output():
+    """Export computes LiteRT's reference outputs from the integer model's own values: the MUL
+    runs again and, where its output differs, the graph runs from there; same integers as a
+    full run of the reference graph either way."""
+    from edgeq.export import ReferenceRun
+
+    differing = _mul_feeds()
+    g = _disagreeing_mul_graph(differing)
+    rg = TfliteBackend().reference_graph(g)
+    agreeing = {"a": np.full((1, 256, 256), 28, np.int8),
+                "b": np.full((1, 256, 256), -128, np.int8)}  # zero times zero
+    assert (run_graph(g, differing)["mul"] != run_graph(rg, differing)["mul"]).any()
+    for feeds in (differing, agreeing):
+        got = ReferenceRun(g, rg).outputs(feeds, run_graph(g, feeds, keep=True))["mul"]
+        np.testing.assert_array_equal(got, run_graph(rg, feeds)["mul"])

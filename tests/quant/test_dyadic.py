@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeq.quant.dyadic import exact_rescale, quantize_multiplier, rescale
+from edgeq.numerics.dyadic import exact_rescale, quantize_multiplier, rescale
 
 GOLDEN = [  # real -> (m, n): m in [2**30, 2**31), real ~= m / 2**n
     (0.5, (1 << 30, 31)),

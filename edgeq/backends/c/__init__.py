@@ -20,13 +20,17 @@ import shutil
 import subprocess
 import tempfile
 from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 
+from edgeq.backends.base import LATENCY_REPEATS, Artifact, Backend, Checks, Feeds, Refusal
 from edgeq.backends.c.lower import generate, supports
-from edgeq.ir.cost import node_macs
+from edgeq.ops.cost import node_macs
 from edgeq.ir.graph import EdgeqError, Graph
-from edgeq.schedule.arena import plan_memory
+from edgeq.quant.pipeline import dequantize_array, quantize_feeds
+from edgeq.schedule.plan import plan_schedule
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNTIME_FILES = ("edgeq_rt.h", "main.c", "startup_cm.c", "mps2.ld")
@@ -64,39 +68,30 @@ def _compile_once(cmd: list[str], out: str, what: str) -> None:
         os.replace(tmp, out)
 
 
-def memory_plan(graph: Graph, max_overhead: float = 0.20, patch: bool = True):
-    """(execution order, patch plan or None, arena plan) the C library is generated from: the
-    execution order with the lowest peak of live bytes (``schedule.order``), the best patch plan
-    within the MAC budget when it lowers the peak (its stage then runs first), and an exact
-    arena search on small graphs."""
-    from edgeq.schedule.order import best_order
-    from edgeq.schedule.patch import chain_prefix, search
-
-    order = best_order(graph)
-    pp = search(graph, max_overhead) if patch else None
-    if pp is not None:
-        stage = chain_prefix(graph)[:pp.split + 1]
-        order = stage + [n for n in order if n not in stage]
-    plan = plan_memory(graph, order=order, patch=pp, exact=True)
-    return order, pp, plan
+@dataclass(frozen=True)
+class CArtifact(Artifact):
+    memory: dict[str, Any] = field(default_factory=dict)  # the memory plan (docs/report.md)
 
 
-class CBackend:
+class CBackend(Backend):
     name = "c"
     artifact = "c"
 
-    def __init__(self, max_overhead: float = 0.20, patch: bool = True):
+    def __init__(self, allow_fallback: bool = False, max_overhead: float = 0.20,
+                 patch: bool = True):
+        super().__init__(allow_fallback)
         self.max_overhead = max_overhead
         self.patch = patch
 
-    def supports(self, graph: Graph) -> list[str]:
+    def supports(self, graph: Graph) -> list[Refusal]:
         return supports(graph)
 
-    def lower(self, graph: Graph, out_dir: str) -> str:
+    def lower(self, graph: Graph, out_dir: str) -> CArtifact:
         problems = supports(graph)
         if problems:
-            raise EdgeqError("C backend: " + "; ".join(problems))
-        order, pp, plan = memory_plan(graph, self.max_overhead, self.patch)
+            raise EdgeqError("C backend: " + "; ".join(map(str, problems)))
+        sched = plan_schedule(graph, self.max_overhead, self.patch)
+        order, pp, plan = sched.execution_order, sched.patch, sched.plan
         header, source = generate(graph, plan, pp, order)
         path = os.path.join(out_dir, self.artifact)
         os.makedirs(path, exist_ok=True)
@@ -106,22 +101,31 @@ class CBackend:
             f.write(source)
         for name in RUNTIME_FILES:
             shutil.copyfile(os.path.join(HERE, name), os.path.join(path, name))
-        self.op_counts = dict(sorted(Counter(n.op for n in graph.nodes).items()))
         macs = sum(node_macs(n) for n in graph.nodes)
-        self.memory = {
+        memory = {
             "arena_bytes": plan.arena_bytes, "peak_live_bytes": plan.peak_live_bytes,
             "arena_proven_smallest": plan.optimal,
-            "layer_by_layer_arena_bytes": plan_memory(graph).arena_bytes,
+            "layer_by_layer_arena_bytes": sched.layer_by_layer.arena_bytes,
             "macs": macs + (pp.patch_macs - pp.stage_macs if pp else 0),
             "model_macs": macs,
             "patch_plan": None if pp is None else {
                 "split_layer": order[pp.split].name, "grid": pp.n,
                 "mac_overhead_percent": round(100 * pp.overhead, 2)},
         }
-        return path
+        return CArtifact(path, graph, op_counts=dict(sorted(Counter(n.op for n in graph.nodes)
+                                                            .items())), memory=memory)
+
+    def open(self, out_dir: str) -> CArtifact:
+        """The exported folder (its memory plan is in the export report, not re-planned)."""
+        art = super().open(out_dir)
+        return CArtifact(art.path, art.graph)
+
+    def describe(self, artifact: CArtifact, checks: Checks  # type: ignore[override]
+                 ) -> dict[str, Any]:
+        return {"memory": dict(artifact.memory)}
 
     # --- building and running --------------------------------------------------------------
-    def _build_dir(self, path: str) -> str:
+    def _build_dir(self, path: str | os.PathLike) -> str:
         digest = hashlib.sha256()
         for name in sorted(os.listdir(path)):
             with open(os.path.join(path, name), "rb") as f:
@@ -130,8 +134,9 @@ class CBackend:
         os.makedirs(d, exist_ok=True)
         return d
 
-    def build(self, path: str) -> str:
+    def build(self, path: str | os.PathLike) -> str:
         """Compile ``path`` (the exported ``c/`` folder) for the host; returns the executable."""
+        path = os.fspath(path)
         gcc = _tool("gcc", "gcc")
         d = self._build_dir(path)
         exe = os.path.join(d, "model-host")
@@ -139,14 +144,9 @@ class CBackend:
                        os.path.join(path, "model.c")], exe, "host gcc build")
         return exe
 
-    def session(self, path: str, threads: int = 0, apply_metadata: bool = True):
-        from edgeq import serialize
-
-        eqm = os.path.join(os.path.dirname(os.path.abspath(path)), "model.eqm")
-        if not os.path.exists(eqm):
-            raise EdgeqError(f"{path}: the integer model model.eqm must sit beside the C "
-                             f"folder (it holds the input and output quantization)")
-        return self.build(path), serialize.load(eqm)
+    def session(self, artifact: Artifact, threads: int = 0) -> str:
+        """The built executable."""
+        return self.build(artifact.path)
 
     def _command(self, exe: str, extra: list[str]) -> tuple[list[str], str]:
         """The command that runs ``exe`` on input.bin into output.bin, and what to call it."""
@@ -162,12 +162,13 @@ class CBackend:
             with open(os.path.join(d, "output.bin"), "rb") as f:
                 return f.read(), out
 
-    def run_many(self, path: str, feeds_list: list[dict[str, np.ndarray]], raw: bool = False,
-                 session=None) -> list[dict[str, np.ndarray]]:
+    def run_many(self, artifact: Artifact, feeds_list: Sequence[Feeds], raw: bool = False,
+                 session=None) -> list[Feeds]:
         """Every sample in one process (one emulator boot for the boards)."""
-        from edgeq.quant.pipeline import dequantize_array, quantize_feeds
-
-        exe, graph = session or self.session(path)
+        if not feeds_list:
+            return []
+        graph = artifact.graph
+        exe = session or self.session(artifact)
         blob = b"".join(np.ascontiguousarray(quantize_feeds(graph, feeds)[v.name]).tobytes()
                         for feeds in feeds_list for v in graph.inputs)
         data, _ = self._execute(exe, blob)
@@ -185,18 +186,16 @@ class CBackend:
             res.append(one)
         return res
 
-    def run(self, path: str, feeds: dict[str, np.ndarray], raw: bool = False, session=None
-            ) -> dict[str, np.ndarray]:
-        return self.run_many(path, [feeds], raw, session)[0]
+    def run(self, artifact: Artifact, feeds: Feeds, raw: bool = False, session=None) -> Feeds:
+        return self.run_many(artifact, [feeds], raw, session)[0]
 
-    def latency_ms(self, path: str, feeds: dict[str, np.ndarray], repeats: int = 20) -> float:
-        """Best of ``repeats`` timed runs inside the process (no process start-up counted)."""
-        from edgeq.quant.pipeline import quantize_feeds
-
-        exe, graph = self.session(path)
-        q = quantize_feeds(graph, feeds)
-        blob = b"".join(np.ascontiguousarray(q[v.name]).tobytes() for v in graph.inputs)
-        _, out = self._execute(exe, blob, [str(repeats)])
+    def latency_ms(self, artifact: Artifact, feeds: Feeds) -> float | None:
+        """Best of LATENCY_REPEATS timed runs inside the process (no process start-up
+        counted)."""
+        exe = self.session(artifact)
+        q = quantize_feeds(artifact.graph, feeds)
+        blob = b"".join(np.ascontiguousarray(q[v.name]).tobytes() for v in artifact.graph.inputs)
+        _, out = self._execute(exe, blob, [str(LATENCY_REPEATS)])
         ns = next(float(line.split()[1]) for line in out.splitlines()
                   if line.startswith("edgeq_run_ns"))
         return round(ns / 1e6, 3)
@@ -205,12 +204,13 @@ class CBackend:
 class CortexMBackend(CBackend):
     """The C library on a Cortex-M board emulated by QEMU (MPS2), via semihosting."""
 
-    def __init__(self, cpu: str, **kw):
-        super().__init__(**kw)
+    def __init__(self, cpu: str, allow_fallback: bool = False, **kw):
+        super().__init__(allow_fallback, **kw)
         self.name = cpu
         self.board, self.cpu = BOARDS[cpu]
 
-    def build(self, path: str) -> str:
+    def build(self, path: str | os.PathLike) -> str:
+        path = os.fspath(path)
         gcc = _tool("arm-none-eabi-gcc", "gcc-arm-none-eabi (and libnewlib-arm-none-eabi)")
         d = self._build_dir(path)
         elf = os.path.join(d, f"model-{self.cpu}.elf")
@@ -228,15 +228,21 @@ class CortexMBackend(CBackend):
                 "none", "-semihosting-config", "enable=on,target=native", "-kernel", exe], \
             f"QEMU {self.board} run"
 
-    def latency_ms(self, path, feeds, repeats=20):
+    def latency_ms(self, artifact: Artifact, feeds: Feeds) -> None:
         return None  # QEMU is not cycle-accurate: no latency figure from an emulator
 
-    def size(self, path: str) -> dict[str, int]:
+    def describe(self, artifact: CArtifact, checks: Checks  # type: ignore[override]
+                 ) -> dict[str, Any]:
+        memory = dict(artifact.memory, arm_none_eabi_size=self.size(artifact.path))
+        return {"memory": memory}
+
+    def size(self, path: str | os.PathLike) -> dict[str, Any]:
         """``arm-none-eabi-size -A`` of the compiled model library (model.c alone): code,
         constants (weights, tables) and the zero-initialized arena."""
         gcc = _tool("arm-none-eabi-gcc", "gcc-arm-none-eabi")
         size = _tool("arm-none-eabi-size", "gcc-arm-none-eabi")
         nm = _tool("arm-none-eabi-nm", "gcc-arm-none-eabi")
+        path = os.fspath(path)
         d = self._build_dir(path)
         obj = os.path.join(d, f"model-{self.cpu}.o")
         _check([gcc, f"-mcpu={self.cpu}", *ARM_FLAGS, "-I", path, "-c",
@@ -252,3 +258,6 @@ class CortexMBackend(CBackend):
         res["float_helpers"] = sorted(s for s in undefined if s.startswith(FLOAT_HELPERS))
         res["flash_bytes"] = res["text"] + res["rodata"] + res["data"]
         return res
+
+
+__all__ = ["CArtifact", "CBackend", "CortexMBackend"]

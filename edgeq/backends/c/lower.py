@@ -5,85 +5,212 @@ Every activation lives in one static arena at the offset the memory planner gave
 arrays (flash on a microcontroller). With a patch plan, the leading stage runs patch by patch:
 a table holds each patch's output region per stage node, tiles alternate between the two ends of
 one scratch block, and the last stage node writes into the split layer's full output.
+
+Each op's C lowering is one function in ``LOWER``, registered (``@lowering``) with its support
+checks and the kind of kernel it has (``Kernel``): a spatial kernel computes a region of its
+output between two ``eq_view`` buffers, so one function writes the whole layer and every patch
+of the patch stage; an element-wise kernel walks a strided 4-D index space (``eq_bcast``), a
+whole tensor or one tile; an alias only moves bytes; the others run whole layers. Parameter
+structs are written with designated initializers (``{.cin = 3, .cout = 8, ...}``), so every
+value is tied to its field's name in ``edgeq_rt.h``, not to its position.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable
+
 import numpy as np
 
+from edgeq.backends.base import Refusal
 from edgeq.ir.graph import DType, EdgeqError, Graph, Node, Value
+from edgeq.ir.registry import registrar
+from edgeq.schedule.arena import PATCH_SCRATCH, dw_scratch
+from edgeq.schedule.patch import chain_prefix, patches
 
-SPATIAL_KERNELS = {"QConv", "MaxPool", "QAveragePool"}
-ELEMENTWISE = {"QAdd", "QMul", "Requantize", "QLookup"}
-ALIASES = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
-SUPPORTED = SPATIAL_KERNELS | ELEMENTWISE | ALIASES | {
-    "QGlobalAveragePool", "QGemm", "Pad", "Concat", "Split", "Transpose", "QMatMul",
-    "QReduceMean", "QSoftmax", "QLayerNorm"}
 MAX_RANK = 6
 MAX_ACC_TERMS = (2**31 - 1) // (255 * 128)  # int32 accumulation stays exact below this
 
+Check = Callable[[Node], "str | None"]
 
-def supports(graph: Graph) -> list[str]:
-    """One reason per node the C backend cannot take."""
-    out = []
-    for v in list(graph.inputs) + list(graph.outputs):
-        if v.dtype != DType.INT8:
-            out.append(f"{v.name}: graph {'input' if v in graph.inputs else 'output'} is "
-                       f"{v.dtype.value}; the C backend takes int8 models")
-    for node in graph.nodes:
-        where = f"{node.name} ({node.op})"
-        if node.op not in SUPPORTED:
-            out.append(f"{where}: no C kernel for {node.op}")
-            continue
-        for v in node.inputs + node.outputs:
-            if v is not None and not v.is_const and v.dtype != DType.INT8:
-                out.append(f"{where}: {v.name} is {v.dtype.value}; the C kernels are int8 "
-                           f"(int16 activations are not lowered to C)")
-                break
-        else:
-            reason = _node_reason(node)
+
+class Kernel(Enum):
+    """What the emitter may do with an op's kernel."""
+
+    SPATIAL = "spatial"  # a region of the output between two views: whole layer or one patch
+    ELEMENTWISE = "elementwise"  # a strided 4-D index space: whole tensor or one tile
+    ALIAS = "alias"  # the same bytes under another shape: at most a memmove
+    LAYER = "layer"  # whole layers only
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """One op's C lowering. ``emit`` returns the C statement, called as
+
+    - ``emit(em, node, tile=None)`` for a spatial kernel (``tile`` None: the whole layer);
+    - ``emit(em, node, bcast, pa, py)`` for an element-wise kernel (its ``eq_bcast`` and the
+      first input's and the output's pointers, whole tensor or tile alike);
+    - ``emit(em, node)`` otherwise (None: nothing to run).
+
+    ``checks`` return a user-readable refusal reason or None; ``per_channel``: an element-wise
+    kernel whose multiplier varies along ``attrs["axis"]``.
+    """
+
+    emit: Callable[..., str | None]
+    kernel: Kernel
+    checks: tuple[Check, ...] = ()
+    per_channel: bool = False
+
+    def refusal(self, node: Node) -> str | None:
+        """The reason of the first check that fails on ``node``, or None."""
+        for check in self.checks:
+            reason = check(node)
             if reason:
-                out.append(f"{where}: {reason}")
+                return reason
+        return None
+
+
+LOWER: dict[str, Lowering] = {}
+SUPPORTED = LOWER.keys()
+_register = registrar(LOWER)
+
+
+def lowering(*ops: str, kernel: Kernel = Kernel.LAYER, checks: tuple[Check, ...] = (),
+             per_channel: bool = False) -> Callable[[Callable], Callable]:
+    """``@lowering("QConv", kernel=Kernel.SPATIAL, checks=(...))``: the decorated function is
+    the C lowering of ``ops`` (see ``Lowering`` for how it is called)."""
+    def deco(fn: Callable) -> Callable:
+        _register(*ops)(Lowering(fn, kernel, checks, per_channel))
+        return fn
+    return deco
+
+
+def supports(graph: Graph) -> list[Refusal]:
+    """One refusal per graph input or output that is not int8 and per node the C backend
+    cannot take (the first reason that applies to it)."""
+    out = []
+    for kind, values in (("input", graph.inputs), ("output", graph.outputs)):
+        for v in values:
+            if v.dtype != DType.INT8:
+                out.append(Refusal("", "", f"graph {kind} {v.name!r} is {v.dtype.value}; the "
+                                           f"C backend takes int8 models"))
+    for node in graph.nodes:
+        lw = LOWER.get(node.op)
+        reason = "no C kernel for this op" if lw is None else (
+            _int8_reason(node) or lw.refusal(node))
+        if reason:
+            out.append(Refusal(node.op, node.name, reason))
     return out
 
 
-def _node_reason(node: Node) -> str | None:
+def _lowering(node: Node) -> Lowering:
+    lw = LOWER.get(node.op)
+    if lw is None:  # pragma: no cover - supports() refuses these first
+        raise EdgeqError(f"{node.name}: no C kernel for {node.op}")
+    return lw
+
+
+# --- support checks (each returns the reason it fails, or None) ---------------------------------
+def _int8_reason(node: Node) -> str | None:
+    """Every activation the node reads or writes is int8."""
+    for v in node.inputs + node.outputs:
+        if v is not None and not v.is_const and v.dtype != DType.INT8:
+            return (f"{v.name} is {v.dtype.value}; the C kernels are int8 (int16 activations "
+                    f"are not lowered to C)")
+    return None
+
+
+def _batch1_nchw(node: Node) -> str | None:
+    """The input is one NCHW map (rank 4, batch 1): the kernels index c x H x W."""
     x = node.inputs[0]
-    if node.op in SPATIAL_KERNELS | {"QGlobalAveragePool", "Pad"} and (
-            len(x.shape) != 4 or x.shape[0] != 1):
+    if len(x.shape) != 4 or x.shape[0] != 1:
         return f"needs a batch-1 NCHW input, got shape {list(x.shape)}"
-    if node.op == "QConv":
-        k = node.inputs[1].shape[1] * int(np.prod(node.attrs["kernel_shape"]))
-        if k > MAX_ACC_TERMS:
-            return f"{k} terms per output overflow int32 accumulation (limit {MAX_ACC_TERMS})"
-    if node.op == "QGemm" and x.shape[-1] > MAX_ACC_TERMS:
-        return f"{x.shape[-1]} terms per output overflow int32 accumulation"
-    if node.op == "Pad":
-        p = node.attrs["pads"]
-        if node.attrs.get("mode", "constant") != "constant":
-            return f"only constant padding, got mode {node.attrs.get('mode')!r}"
-        if any(v < 0 for v in p) or p[0] or p[1] or p[4] or p[5]:
-            return f"only non-negative spatial padding, got pads {list(p)}"
-    if node.op in ELEMENTWISE and len(node.outputs[0].shape) > 4:
+    return None
+
+
+def _acc_terms(k: int) -> str | None:
+    if k > MAX_ACC_TERMS:
+        return f"{k} terms per output overflow int32 accumulation (limit {MAX_ACC_TERMS})"
+    return None
+
+
+def _conv_terms_fit(node: Node) -> str | None:
+    """At most MAX_ACC_TERMS products per output (cin/group x kernel), so int32 is exact."""
+    return _acc_terms(node.inputs[1].shape[1] * int(np.prod(node.attrs["kernel_shape"])))
+
+
+def _gemm_terms_fit(node: Node) -> str | None:
+    """At most MAX_ACC_TERMS products per output (the inner dimension), so int32 is exact."""
+    return _acc_terms(node.inputs[0].shape[-1])
+
+
+def _constant_mode(node: Node) -> str | None:
+    """Constant padding (no reflect or edge mode)."""
+    if node.attrs.get("mode", "constant") != "constant":
+        return f"only constant padding, got mode {node.attrs.get('mode')!r}"
+    return None
+
+
+def _spatial_pads(node: Node) -> str | None:
+    """Non-negative padding of the two spatial axes only."""
+    p = node.attrs["pads"]
+    if any(v < 0 for v in p) or p[0] or p[1] or p[4] or p[5]:
+        return f"only non-negative spatial padding, got pads {list(p)}"
+    return None
+
+
+def _rank_at_most_4(node: Node) -> str | None:
+    """An output of rank <= 4 (``eq_bcast`` index spaces are 4-D)."""
+    if len(node.outputs[0].shape) > 4:
         return f"rank {len(node.outputs[0].shape)} > 4"
-    if node.op == "Transpose" and len(x.shape) > MAX_RANK:
-        return f"rank {len(x.shape)} > {MAX_RANK}"
-    if node.op == "QMatMul":
-        a, b = node.inputs[0].shape, node.inputs[1].shape
-        if node.inputs[1].is_const or len(a) < 2 or list(a[:-2]) != list(b[:-2]):
-            return f"needs two activations with equal batch dimensions, got {list(a)} @ {list(b)}"
-    if node.op == "QReduceMean":
-        axes = sorted(ax % len(x.shape) for ax in (node.attrs.get("axes") or
-                                                   range(len(x.shape))))
-        if axes != list(range(axes[0], axes[-1] + 1)):
-            return f"reduces non-adjacent axes {axes}"
-    if node.op == "QSoftmax" and node.attrs["axis"] % len(x.shape) != len(x.shape) - 1:
+    return None
+
+
+def _rank_at_most_max(node: Node) -> str | None:
+    """An input of rank <= MAX_RANK (``EQ_MAX_RANK`` in edgeq_rt.h)."""
+    if len(node.inputs[0].shape) > MAX_RANK:
+        return f"rank {len(node.inputs[0].shape)} > {MAX_RANK}"
+    return None
+
+
+def _two_activations(node: Node) -> str | None:
+    """Two activations with equal batch dimensions (constant right operands become QGemm)."""
+    a, b = node.inputs[0].shape, node.inputs[1].shape
+    if node.inputs[1].is_const or len(a) < 2 or list(a[:-2]) != list(b[:-2]):
+        return f"needs two activations with equal batch dimensions, got {list(a)} @ {list(b)}"
+    return None
+
+
+def _reduced_axes(node: Node) -> list[int]:
+    rank = len(node.inputs[0].shape)
+    return sorted(ax % rank for ax in (node.attrs.get("axes") or range(rank)))
+
+
+def _adjacent_axes(node: Node) -> str | None:
+    """The reduced axes are adjacent (one outer x reduce x inner loop)."""
+    axes = _reduced_axes(node)
+    if axes != list(range(axes[0], axes[-1] + 1)):
+        return f"reduces non-adjacent axes {axes}"
+    return None
+
+
+def _last_axis(node: Node) -> str | None:
+    """Softmax over the last axis (rows of contiguous values)."""
+    rank = len(node.inputs[0].shape)
+    if node.attrs["axis"] % rank != rank - 1:
         return "softmax over a non-last axis"
-    if node.op == "QLayerNorm" and np.asarray(node.attrs["shift"]).max(initial=0) + 16 > 62:
+    return None
+
+
+def _layernorm_shift_fits(node: Node) -> str | None:
+    """Rescale shifts, plus the 16 bits of the Q16 normalized value, of at most 62."""
+    if np.asarray(node.attrs["shift"]).max(initial=0) + 16 > 62:
         return "rescale shift above 62"
     return None
 
 
+# --- C text ----------------------------------------------------------------------------------
 def _4d(shape) -> list[int]:
     shape = list(shape)
     return [1] * (4 - len(shape)) + shape
@@ -107,8 +234,54 @@ def _c_array(ctype: str, name: str, values) -> str:
     return f"static const {ctype} {name}[{max(len(vals), 1)}] = {{\n{body or '    0'}\n}};"
 
 
+def _fields(**values) -> str:
+    """A C designated initializer in the order given: ``{.cin = 3, .cout = 8}``."""
+    return "{" + ", ".join(f".{k} = {v}" for k, v in values.items()) + "}"
+
+
+def _list(values) -> str:
+    """A C array initializer: ``{1, 8, 4, 4}``."""
+    return "{" + ", ".join(map(str, values)) + "}"
+
+
+def _window(a: dict) -> dict:
+    """The window fields shared by ``eq_conv_t`` and ``eq_pool_t``."""
+    kh, kw = a["kernel_shape"]
+    sh, sw = a["strides"]
+    dh, dw = a.get("dilations", [1, 1])
+    return dict(kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw, pt=a["pads"][0], pl=a["pads"][1])
+
+
+def _rule(a: dict) -> str:
+    return "EQ_RULE_TFLITE" if a.get("rounding") == "tflite" else "EQ_RULE_EDGEQ"
+
+
 def _ident(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
+
+
+def _operand_b(node: Node) -> Value:
+    """An element-wise node's second operand (its first for a one-input op)."""
+    return node.inputs[1] if len(node.inputs) > 1 else node.inputs[0]
+
+
+def _axis4(node: Node, lw: Lowering) -> int:
+    """The per-channel axis in the 4-D index space, or -1."""
+    ax = node.attrs.get("axis")
+    if ax is None or not lw.per_channel:
+        return -1
+    rank = len(node.outputs[0].shape)
+    return (ax % rank) + 4 - rank
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Where a spatial kernel runs in the patch stage: its input and output ``eq_view``
+    expressions and the output region ``r0, r1, c0, c1``."""
+
+    x: str
+    y: str
+    region: str
 
 
 class Emitter:
@@ -130,13 +303,22 @@ class Emitter:
         return self.consts[key]
 
     def requant(self, node: Node, a: dict) -> str:
+        """An ``eq_requant`` initializer from ``a``'s multiplier, shift, y_zp and bounds."""
         m = np.atleast_1d(np.asarray(a["multiplier"], np.int64))
         s = np.atleast_1d(np.asarray(a["shift"], np.int64))
         if s.max(initial=0) > 62 or s.min(initial=0) < 0:
             raise EdgeqError(f"{node.name}: shift outside [0, 62]")
-        return (f"{{{self.const('int32_t', m, node.name + '_m')}, "
-                f"{self.const('int8_t', s, node.name + '_s')}, {m.size}, {int(a['y_zp'])}, "
-                f"{int(a['act_min'])}, {int(a['act_max'])}, {_rule(a)}}}")
+        return _fields(mult=self.const("int32_t", m, node.name + "_m"),
+                       shift=self.const("int8_t", s, node.name + "_s"), n_mult=m.size,
+                       y_zp=int(a["y_zp"]), act_min=int(a["act_min"]),
+                       act_max=int(a["act_max"]), rule=_rule(a))
+
+    def struct(self, ctype: str, init: str) -> str:
+        """A ``static const`` parameter struct; returns its name."""
+        self.n += 1
+        name = f"p{self.n}"
+        self.decls.append(f"static const {ctype} {name} = {init};")
+        return name
 
     # --- arena -----------------------------------------------------------------------------
     def ptr(self, v: Value) -> str:
@@ -149,185 +331,30 @@ class Emitter:
         return f"eq_full({self.ptr(v)}, {c}, {h}, {w})"
 
     # --- nodes -----------------------------------------------------------------------------
-    def struct(self, ctype: str, init: str) -> str:
-        self.n += 1
-        name = f"p{self.n}"
-        self.decls.append(f"static const {ctype} {name} = {init};")
-        return name
-
-    def spatial_params(self, node: Node) -> str:
-        a = node.attrs
-        op = node.op
-        kh, kw = a["kernel_shape"]
-        sh, sw = a["strides"]
-        dh, dw = a.get("dilations", [1, 1])
-        pt, pl = a["pads"][0], a["pads"][1]
-        pool = f"{{{kh}, {kw}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl}}}"
-        if op == "QConv":
-            w, b = node.inputs[1], node.inputs[2] if len(node.inputs) > 2 else None
-            cin = node.inputs[0].shape[1]
-            bias = self.const("int32_t", b.const, b.name) if b is not None else "0"
-            return "&" + self.struct("eq_conv_t", (
-                f"{{{cin}, {w.shape[0]}, {a['group']}, {kh}, {kw}, {sh}, {sw}, {dh}, {dw}, "
-                f"{pt}, {pl}, {int(a['x_zp'])}, {self.const('int8_t', w.const, w.name)}, "
-                f"{bias}, {self.requant(node, a)}}}"))
-        if op == "MaxPool":
-            return "&" + self.struct("eq_pool_t", pool)
-        tfl = a.get("flavor") == "tflite"
-        ow = node.outputs[0].shape[3]
-        if tfl:
-            mult = shift = "0"
-        else:
-            mult = self.const("int32_t", np.asarray(a["multiplier"]).reshape(-1), node.name)
-            shift = self.const("int8_t", np.asarray(a["shift"]).reshape(-1), node.name + "_s")
-        return "&" + self.struct("eq_avgpool_t", (
-            f"{{{pool}, {int(tfl)}, {ow}, {int(a.get('x_zp', 0))}, {int(a.get('y_zp', 0))}, "
-            f"{int(a['act_min'])}, {int(a['act_max'])}, {mult}, {shift}, {_rule(a)}}}"))
-
-    def spatial_call(self, node: Node, params: str, xview: str, yview: str, region: str) -> str:
-        fn = {"QConv": "eq_conv", "MaxPool": "eq_maxpool", "QAveragePool": "eq_avgpool"}[node.op]
-        return f"{{ eq_view x = {xview}, y = {yview}; {fn}({params}, &x, &y, {region}); }}"
-
-    def elementwise(self, node: Node, bcast: str, pa: str, py: str) -> str:
-        a = node.attrs
-        if node.op == "QAdd":
-            b = node.inputs[1]
-            if a.get("flavor") == "tflite":
-                init = (f"{{1, {int(a.get('subtract', 0))}, 1, {int(a['a_zp'])}, "
-                        f"{int(a['b_zp'])}, {int(a['y_zp'])}, {int(a['act_min'])}, "
-                        f"{int(a['act_max'])}, {int(a['a_mult'])}, {int(a['multiplier'])}, "
-                        f"{self.const('int32_t', [a['b_mult']], node.name + '_bm')}, "
-                        f"{int(a['a_shift'])}, {int(a['b_shift'])}, {int(a['shift'])}}}")
-            else:
-                bm = np.atleast_1d(np.asarray(a["b_mult"], np.int64))
-                init = (f"{{0, 0, {bm.size}, {int(a['a_zp'])}, {int(a['b_zp'])}, "
-                        f"{int(a['y_zp'])}, {int(a['act_min'])}, {int(a['act_max'])}, "
-                        f"{int(np.asarray(a['a_mult']).reshape(-1)[0])}, 0, "
-                        f"{self.const('int32_t', bm, node.name + '_bm')}, 0, 0, "
-                        f"{int(a['shift'])}}}")
-            p = self.struct("eq_add_t", init)
-            return f"eq_add(&{p}, {bcast}, {pa}, {self.ptr(b)}, {py});"
-        if node.op == "QMul":
-            q = self.struct("eq_requant", self.requant(node, a))
-            return (f"eq_mul(&{q}, {int(a['a_zp'])}, {int(a['b_zp'])}, {bcast}, {pa}, "
-                    f"{self.ptr(node.inputs[1])}, {py});")
-        if node.op == "Requantize":
-            q = self.struct("eq_requant", self.requant(node, a))
-            return f"eq_requantize(&{q}, {int(a['x_zp'])}, {bcast}, {pa}, {py});"
-        table = self.const("int8_t", a["table"], node.name + "_table")
-        return f"eq_lookup({table}, {bcast}, {pa}, {py});"
-
-    def axis4(self, node: Node) -> int:
-        ax = node.attrs.get("axis")
-        if ax is None or node.op in ("QLookup",):
-            return -1
-        rank = len(node.outputs[0].shape)
-        return (ax % rank) + 4 - rank
+    def spatial(self, node: Node, kernel: str, params: str, tile: Tile | None) -> str:
+        """``kernel(params, &x, &y, region)`` over ``tile``, or over the whole layer."""
+        if tile is None:
+            x, y = node.inputs[0], node.outputs[0]
+            tile = Tile(self.full_view(x), self.full_view(y), f"0, {y.shape[2]}, 0, {y.shape[3]}")
+        return (f"{{ eq_view x = {tile.x}, y = {tile.y}; "
+                f"{kernel}({params}, &x, &y, {tile.region}); }}")
 
     def layer(self, node: Node) -> None:
-        """One node, whole-layer."""
-        op, a = node.op, node.attrs
+        """One node, whole layer."""
+        lw = _lowering(node)
         x, y = node.inputs[0], node.outputs[0]
-        self.body.append(f"    /* {node.name}: {op} {list(x.shape)} -> {list(y.shape)} */")
-        if op == "QConv" and self.ptr(x) == self.ptr(y):  # the planner made it in-place
-            from edgeq.schedule.arena import dw_scratch
-
-            _, _, h, w = x.shape
-            _, _, oh, ow = y.shape
-            self.body.append(f"    eq_conv_dw_inplace({self.spatial_params(node)}, "
-                             f"{self.ptr(x)}, {h}, {w}, {oh}, {ow}, "
-                             f"(A + {self.plan.offset_of(dw_scratch(node))}));")
-        elif op in SPATIAL_KERNELS:
-            _, _, oh, ow = y.shape
-            self.body.append("    " + self.spatial_call(
-                node, self.spatial_params(node), self.full_view(x), self.full_view(y),
-                f"0, {oh}, 0, {ow}"))
-        elif op in ELEMENTWISE:
+        self.body.append(f"    /* {node.name}: {node.op} {list(x.shape)} -> {list(y.shape)} */")
+        if lw.kernel is Kernel.ELEMENTWISE:
             d = _4d(y.shape)
-            b = node.inputs[1] if op in ("QAdd", "QMul") else x
-            init = (f"{{{{{', '.join(map(str, d))}}}, "
-                    f"{{{', '.join(map(str, _bcast_strides(x.shape, d)))}}}, "
-                    f"{{{', '.join(map(str, _bcast_strides(b.shape, d)))}}}, "
-                    f"{{{', '.join(map(str, _strides(d)))}}}, {self.axis4(node)}}}")
-            bc = self.struct("eq_bcast", init)
-            self.body.append("    " + self.elementwise(node, "&" + bc, self.ptr(x), self.ptr(y)))
-        elif op == "QGlobalAveragePool":
-            q = self.struct("eq_requant", self.requant(node, a))
-            c, hw = x.shape[1], int(np.prod(x.shape[2:]))
-            self.body.append(f"    eq_global_avgpool(&{q}, {int(a['x_zp'])}, {self.ptr(x)}, "
-                             f"{self.ptr(y)}, {c}, {hw});")
-        elif op == "QGemm":
-            w = node.inputs[1]
-            b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None else None
-            q = self.struct("eq_requant", self.requant(node, a))
-            rows = int(np.prod(x.shape[:-1]))
-            bias = self.const("int32_t", b.const, b.name) if b is not None else "0"
-            self.body.append(f"    eq_gemm(&{q}, {int(a['x_zp'])}, {self.ptr(x)}, "
-                             f"{self.ptr(w)}, {bias}, {self.ptr(y)}, {rows}, {w.shape[1]}, "
-                             f"{w.shape[0]});")
-        elif op == "Pad":
-            p = a["pads"]
-            _, c, h, w = x.shape
-            self.body.append(f"    eq_pad({self.ptr(x)}, {self.ptr(y)}, {c}, {h}, {w}, {p[2]}, "
-                             f"{p[6]}, {p[3]}, {p[7]}, {int(a.get('value', 0))});")
-        elif op in ALIASES:
-            if self.ptr(x) != self.ptr(y):
-                self.body.append(f"    memmove({self.ptr(y)}, {self.ptr(x)}, {y.type.nbytes});")
-        elif op in ("Concat", "Split"):
-            # `outer` blocks of the joined tensor; each part holds `inner[i]` bytes per block
-            whole, parts = (y, node.inputs) if op == "Concat" else (x, node.outputs)
-            ax = a["axis"] % len(whole.shape)
-            outer = int(np.prod(whole.shape[:ax]))
-            inner = ", ".join(str(int(np.prod(v.shape[ax:]))) for v in parts)
-            ptrs = ", ".join(self.ptr(v) for v in parts)
-            decl = "const int8_t *xs[]" if op == "Concat" else "int8_t *const xs[]"
-            fn = "eq_concat" if op == "Concat" else "eq_split"
-            self.body.append(f"    {{ {decl} = {{{ptrs}}}; static const int32_t in[] = "
-                             f"{{{inner}}}; {fn}({self.ptr(whole)}, {outer}, {len(parts)}, xs, "
-                             f"in); }}")
-        elif op == "Transpose":
-            shape, perm = list(x.shape), [int(p) for p in a["perm"]]
-            self.body.append(f"    {{ static const int32_t s[] = {{{', '.join(map(str, shape))}}}"
-                             f", p[] = {{{', '.join(map(str, perm))}}}; eq_transpose("
-                             f"{self.ptr(x)}, {self.ptr(y)}, {len(shape)}, s, p); }}")
-        elif op == "QMatMul":
-            b = node.inputs[1]
-            q = self.struct("eq_requant", self.requant(node, a))
-            m, k = x.shape[-2:]
-            n = b.shape[-1]
-            batch = int(np.prod(x.shape[:-2]))
-            self.body.append(f"    eq_matmul(&{q}, {int(a['a_zp'])}, {int(a['b_zp'])}, "
-                             f"{self.ptr(x)}, {self.ptr(b)}, {self.ptr(y)}, {batch}, {m}, {k}, "
-                             f"{n});")
-        elif op == "QReduceMean":
-            axes = sorted(ax % len(x.shape) for ax in (a.get("axes") or range(len(x.shape))))
-            outer = int(np.prod(x.shape[:axes[0]]))
-            red = int(np.prod(x.shape[axes[0]:axes[-1] + 1]))
-            inner = int(np.prod(x.shape[axes[-1] + 1:]))
-            q = self.struct("eq_requant", self.requant(node, a))
-            self.body.append(f"    eq_reduce_mean(&{q}, {int(a['x_zp'])}, {self.ptr(x)}, "
-                             f"{self.ptr(y)}, {outer}, {red}, {inner});")
-        elif op == "QSoftmax":
-            length = x.shape[-1]
-            table = self.const("int32_t", a["exp_table"], node.name + "_exp")
-            fn = "eq_softmax_tflite" if a.get("flavor") == "tflite" else "eq_softmax"
-            self.body.append(f"    {fn}({table}, {int(a['y_zp'])}, {int(a['act_min'])}, "
-                             f"{int(a['act_max'])}, {self.ptr(x)}, {self.ptr(y)}, "
-                             f"{x.type.size // length}, {length});")
-        elif op == "QLayerNorm":
-            k = x.shape[-1]
-            shifted = dict(a, shift=np.broadcast_to(np.asarray(a["shift"]) + 16, (k,)),
-                           multiplier=np.broadcast_to(np.asarray(a["multiplier"]), (k,)))
-            gs = a.get("gamma_sign")
-            bq = a.get("beta_q")
-            gs = self.const("int8_t", gs, node.name + "_gsign") if gs is not None else "0"
-            bq = self.const("int32_t", bq, node.name + "_beta") if bq is not None else "0"
-            p = self.struct("eq_layernorm_t", f"{{{int(a['x_zp'])}, {int(a['eps_q'])}, {gs}, "
-                            f"{bq}, {self.requant(node, shifted)}}}")
-            self.body.append(f"    eq_layernorm(&{p}, {self.ptr(x)}, {self.ptr(y)}, "
-                             f"{x.type.size // k}, {k});")
-        else:  # pragma: no cover - supports() refuses these first
-            raise EdgeqError(f"{node.name}: no C kernel for {op}")
+            bc = self.struct("eq_bcast", _fields(
+                d=_list(d), sa=_list(_bcast_strides(x.shape, d)),
+                sb=_list(_bcast_strides(_operand_b(node).shape, d)), sy=_list(_strides(d)),
+                axis=_axis4(node, lw)))
+            stmt = lw.emit(self, node, "&" + bc, self.ptr(x), self.ptr(y))
+        else:
+            stmt = lw.emit(self, node)
+        if stmt:
+            self.body.append("    " + stmt)
 
     def stage(self, stage: list[Node], regions: list[list[tuple]], scratch: int,
               scratch_bytes: int) -> None:
@@ -341,6 +368,7 @@ class Emitter:
         self.body.append("        eq_view t_in, t_out;")
         lo, hi_end = f"(A + {scratch})", f"(A + {scratch + scratch_bytes})"
         for i, node in enumerate(stage):
+            lw = _lowering(node)
             x, y = node.inputs[0], node.outputs[0]
             r = f"R[{4 * i}], R[{4 * i + 1}], R[{4 * i + 2}], R[{4 * i + 3}]"
             c = y.shape[1]
@@ -354,38 +382,243 @@ class Emitter:
                 yview = f"eq_tile({base}, {c}, {yh}, {yw}, {r})"
             self.body.append(f"        /* {node.name}: {node.op} */")
             self.body.append(f"        t_out = {yview};")
-            if node.op in SPATIAL_KERNELS:
-                self.body.append("        " + self.spatial_call(
-                    node, self.spatial_params(node), xview, "t_out", r))
-            else:
+            if lw.kernel is Kernel.SPATIAL:
+                self.body.append("        " + lw.emit(self, node, Tile(xview, "t_out", r)))
+            elif lw.kernel is Kernel.ELEMENTWISE:
                 src = "t_in" if i else "t_src"
                 if i == 0:
                     self.body.append(f"        eq_view t_src = {xview};")
                 d = f"{{1, {c}, R[{4 * i + 1}] - R[{4 * i}], R[{4 * i + 3}] - R[{4 * i + 2}]}}"
-                b = node.inputs[1] if node.op in ("QAdd", "QMul") else x
+                b = _operand_b(node)
                 sb = _bcast_strides(b.shape, [1, c, 2, 2]) if b.is_const else [0, 0, 0, 0]
                 if b.is_const and any(s > 1 for s in _4d(b.shape)[2:]):
                     raise EdgeqError(f"{node.name}: a constant with spatial extent cannot be "
                                      f"tiled in the patch stage")
+                bcast = _fields(d=d, sa="{0}", sb=_list(sb), sy="{0}", axis=_axis4(node, lw))
                 self.body.append(
-                    f"        {{ eq_bcast B = {{{d}, {{0}}, {{{', '.join(map(str, sb))}}}, "
-                    f"{{0}}, {self.axis4(node)}}}; "
+                    f"        {{ eq_bcast B = {bcast}; "
                     f"const int8_t *pa = eq_view_at(&{src}, R[{4 * i}], R[{4 * i + 2}], B.sa); "
                     f"int8_t *py = eq_view_at(&t_out, R[{4 * i}], R[{4 * i + 2}], B.sy); "
-                    + self.elementwise(node, "&B", "pa", "py") + " }")
+                    + lw.emit(self, node, "&B", "pa", "py") + " }")
+            else:
+                raise EdgeqError(f"{node.name}: {node.op} has no C kernel that runs patch by "
+                                 f"patch")
             self.body.append("        t_in = t_out;")
         self.body.append("    }")
 
 
-def _rule(a: dict) -> str:
-    return "EQ_RULE_TFLITE" if a.get("rounding") == "tflite" else "EQ_RULE_EDGEQ"
+# --- spatial kernels -----------------------------------------------------------------------------
+@lowering("QConv", kernel=Kernel.SPATIAL, checks=(_batch1_nchw, _conv_terms_fit))
+def _qconv(em: Emitter, node: Node, tile: Tile | None = None) -> str:
+    """Grouped 2-D convolution; a whole layer the planner placed over its own input (depthwise)
+    runs in place, channel by channel through a one-plane scratch."""
+    a = node.attrs
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None else None
+    bias = em.const("int32_t", b.const, b.name) if b is not None else "0"
+    params = "&" + em.struct("eq_conv_t", _fields(
+        cin=x.shape[1], cout=w.shape[0], group=a["group"], **_window(a), x_zp=int(a["x_zp"]),
+        w=em.const("int8_t", w.const, w.name), bias=bias, q=em.requant(node, a)))
+    if tile is None and em.ptr(x) == em.ptr(y):
+        _, _, h, wd = x.shape
+        _, _, oh, ow = y.shape
+        return (f"eq_conv_dw_inplace({params}, {em.ptr(x)}, {h}, {wd}, {oh}, {ow}, "
+                f"(A + {em.plan.offset_of(dw_scratch(node))}));")
+    return em.spatial(node, "eq_conv", params, tile)
+
+
+@lowering("MaxPool", kernel=Kernel.SPATIAL, checks=(_batch1_nchw,))
+def _maxpool(em: Emitter, node: Node, tile: Tile | None = None) -> str:
+    """Max over the window; padding never wins (int8 minimum)."""
+    params = "&" + em.struct("eq_pool_t", _fields(**_window(node.attrs)))
+    return em.spatial(node, "eq_maxpool", params, tile)
+
+
+@lowering("QAveragePool", kernel=Kernel.SPATIAL, checks=(_batch1_nchw,))
+def _qaverage_pool(em: Emitter, node: Node, tile: Tile | None = None) -> str:
+    """edgeq flavor: a multiplier per output position (it carries 1/count); tflite flavor:
+    TFLite's rounding division by the count."""
+    a = node.attrs
+    tfl = a.get("flavor") == "tflite"
+    if tfl:
+        mult = shift = "0"
+    else:
+        mult = em.const("int32_t", np.asarray(a["multiplier"]).reshape(-1), node.name)
+        shift = em.const("int8_t", np.asarray(a["shift"]).reshape(-1), node.name + "_s")
+    params = "&" + em.struct("eq_avgpool_t", _fields(
+        w=_fields(**_window(a)), tflite=int(tfl), ow=node.outputs[0].shape[3],
+        x_zp=int(a.get("x_zp", 0)), y_zp=int(a.get("y_zp", 0)), act_min=int(a["act_min"]),
+        act_max=int(a["act_max"]), mult=mult, shift=shift, rule=_rule(a)))
+    return em.spatial(node, "eq_avgpool", params, tile)
+
+
+# --- element-wise kernels --------------------------------------------------------------------
+@lowering("QAdd", kernel=Kernel.ELEMENTWISE, checks=(_rank_at_most_4,), per_channel=True)
+def _qadd(em: Emitter, node: Node, bcast: str, pa: str, py: str) -> str:
+    a = node.attrs
+    if a.get("flavor") == "tflite":
+        init = _fields(
+            tflite=1, subtract=int(a.get("subtract", 0)), n_bmult=1, a_zp=int(a["a_zp"]),
+            b_zp=int(a["b_zp"]), y_zp=int(a["y_zp"]), act_min=int(a["act_min"]),
+            act_max=int(a["act_max"]), a_mult=int(a["a_mult"]), multiplier=int(a["multiplier"]),
+            b_mult=em.const("int32_t", [a["b_mult"]], node.name + "_bm"),
+            a_shift=int(a["a_shift"]), b_shift=int(a["b_shift"]), shift=int(a["shift"]))
+    else:
+        bm = np.atleast_1d(np.asarray(a["b_mult"], np.int64))
+        init = _fields(
+            tflite=0, subtract=0, n_bmult=bm.size, a_zp=int(a["a_zp"]), b_zp=int(a["b_zp"]),
+            y_zp=int(a["y_zp"]), act_min=int(a["act_min"]), act_max=int(a["act_max"]),
+            a_mult=int(np.asarray(a["a_mult"]).reshape(-1)[0]), multiplier=0,
+            b_mult=em.const("int32_t", bm, node.name + "_bm"), a_shift=0, b_shift=0,
+            shift=int(a["shift"]))
+    p = em.struct("eq_add_t", init)
+    return f"eq_add(&{p}, {bcast}, {pa}, {em.ptr(node.inputs[1])}, {py});"
+
+
+@lowering("QMul", kernel=Kernel.ELEMENTWISE, checks=(_rank_at_most_4,), per_channel=True)
+def _qmul(em: Emitter, node: Node, bcast: str, pa: str, py: str) -> str:
+    a = node.attrs
+    q = em.struct("eq_requant", em.requant(node, a))
+    return (f"eq_mul(&{q}, {int(a['a_zp'])}, {int(a['b_zp'])}, {bcast}, {pa}, "
+            f"{em.ptr(node.inputs[1])}, {py});")
+
+
+@lowering("Requantize", kernel=Kernel.ELEMENTWISE, checks=(_rank_at_most_4,), per_channel=True)
+def _requantize(em: Emitter, node: Node, bcast: str, pa: str, py: str) -> str:
+    q = em.struct("eq_requant", em.requant(node, node.attrs))
+    return f"eq_requantize(&{q}, {int(node.attrs['x_zp'])}, {bcast}, {pa}, {py});"
+
+
+@lowering("QLookup", kernel=Kernel.ELEMENTWISE, checks=(_rank_at_most_4,))
+def _qlookup(em: Emitter, node: Node, bcast: str, pa: str, py: str) -> str:
+    table = em.const("int8_t", node.attrs["table"], node.name + "_table")
+    return f"eq_lookup({table}, {bcast}, {pa}, {py});"
+
+
+# --- data movement ---------------------------------------------------------------------------
+@lowering("Reshape", "Flatten", "Squeeze", "Unsqueeze", kernel=Kernel.ALIAS)
+def _alias(em: Emitter, node: Node) -> str | None:
+    """The same bytes; copied only when the planner gave the output its own block."""
+    x, y = node.inputs[0], node.outputs[0]
+    if em.ptr(x) == em.ptr(y):
+        return None
+    return f"memmove({em.ptr(y)}, {em.ptr(x)}, {y.type.nbytes});"
+
+
+@lowering("Pad", checks=(_batch1_nchw, _constant_mode, _spatial_pads))
+def _pad(em: Emitter, node: Node) -> str:
+    x, y, p = node.inputs[0], node.outputs[0], node.attrs["pads"]
+    _, c, h, w = x.shape
+    return (f"eq_pad({em.ptr(x)}, {em.ptr(y)}, {c}, {h}, {w}, {p[2]}, {p[6]}, {p[3]}, {p[7]}, "
+            f"{int(node.attrs.get('value', 0))});")
+
+
+def _blocks(em: Emitter, node: Node, whole: Value, parts: list[Value], decl: str,
+            fn: str) -> str:
+    """Concat / Split: ``outer`` blocks of the joined tensor; each part holds ``inner[i]`` bytes
+    per block."""
+    ax = node.attrs["axis"] % len(whole.shape)
+    outer = int(np.prod(whole.shape[:ax]))
+    inner = ", ".join(str(int(np.prod(v.shape[ax:]))) for v in parts)
+    ptrs = ", ".join(em.ptr(v) for v in parts)
+    return (f"{{ {decl} = {{{ptrs}}}; static const int32_t in[] = {{{inner}}}; "
+            f"{fn}({em.ptr(whole)}, {outer}, {len(parts)}, xs, in); }}")
+
+
+@lowering("Concat")
+def _concat(em: Emitter, node: Node) -> str:
+    return _blocks(em, node, node.outputs[0], node.inputs, "const int8_t *xs[]", "eq_concat")
+
+
+@lowering("Split")
+def _split(em: Emitter, node: Node) -> str:
+    return _blocks(em, node, node.inputs[0], node.outputs, "int8_t *const xs[]", "eq_split")
+
+
+@lowering("Transpose", checks=(_rank_at_most_max,))
+def _transpose(em: Emitter, node: Node) -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    shape, perm = list(x.shape), [int(p) for p in node.attrs["perm"]]
+    return (f"{{ static const int32_t s[] = {_list(shape)}, p[] = {_list(perm)}; "
+            f"eq_transpose({em.ptr(x)}, {em.ptr(y)}, {len(shape)}, s, p); }}")
+
+
+# --- whole-layer arithmetic --------------------------------------------------------------------
+@lowering("QGlobalAveragePool", checks=(_batch1_nchw,))
+def _qglobal_average_pool(em: Emitter, node: Node) -> str:
+    a, x = node.attrs, node.inputs[0]
+    q = em.struct("eq_requant", em.requant(node, a))
+    c, hw = x.shape[1], int(np.prod(x.shape[2:]))
+    return (f"eq_global_avgpool(&{q}, {int(a['x_zp'])}, {em.ptr(x)}, {em.ptr(node.outputs[0])}, "
+            f"{c}, {hw});")
+
+
+@lowering("QGemm", checks=(_gemm_terms_fit,))
+def _qgemm(em: Emitter, node: Node) -> str:
+    a, x, w, y = node.attrs, node.inputs[0], node.inputs[1], node.outputs[0]
+    b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None else None
+    q = em.struct("eq_requant", em.requant(node, a))
+    rows = int(np.prod(x.shape[:-1]))
+    bias = em.const("int32_t", b.const, b.name) if b is not None else "0"
+    return (f"eq_gemm(&{q}, {int(a['x_zp'])}, {em.ptr(x)}, {em.ptr(w)}, {bias}, {em.ptr(y)}, "
+            f"{rows}, {w.shape[1]}, {w.shape[0]});")
+
+
+@lowering("QMatMul", checks=(_two_activations,))
+def _qmatmul(em: Emitter, node: Node) -> str:
+    a, x, b = node.attrs, node.inputs[0], node.inputs[1]
+    q = em.struct("eq_requant", em.requant(node, a))
+    m, k = x.shape[-2:]
+    n = b.shape[-1]
+    batch = int(np.prod(x.shape[:-2]))
+    return (f"eq_matmul(&{q}, {int(a['a_zp'])}, {int(a['b_zp'])}, {em.ptr(x)}, {em.ptr(b)}, "
+            f"{em.ptr(node.outputs[0])}, {batch}, {m}, {k}, {n});")
+
+
+@lowering("QReduceMean", checks=(_adjacent_axes,))
+def _qreduce_mean(em: Emitter, node: Node) -> str:
+    a, x = node.attrs, node.inputs[0]
+    axes = _reduced_axes(node)
+    outer = int(np.prod(x.shape[:axes[0]]))
+    red = int(np.prod(x.shape[axes[0]:axes[-1] + 1]))
+    inner = int(np.prod(x.shape[axes[-1] + 1:]))
+    q = em.struct("eq_requant", em.requant(node, a))
+    return (f"eq_reduce_mean(&{q}, {int(a['x_zp'])}, {em.ptr(x)}, {em.ptr(node.outputs[0])}, "
+            f"{outer}, {red}, {inner});")
+
+
+@lowering("QSoftmax", checks=(_last_axis,))
+def _qsoftmax(em: Emitter, node: Node) -> str:
+    """edgeq flavor: exp table and an integer reciprocal; tflite flavor: TFLite's gemmlowp
+    fixed point."""
+    a, x = node.attrs, node.inputs[0]
+    length = x.shape[-1]
+    table = em.const("int32_t", a["exp_table"], node.name + "_exp")
+    fn = "eq_softmax_tflite" if a.get("flavor") == "tflite" else "eq_softmax"
+    return (f"{fn}({table}, {int(a['y_zp'])}, {int(a['act_min'])}, {int(a['act_max'])}, "
+            f"{em.ptr(x)}, {em.ptr(node.outputs[0])}, {x.type.size // length}, {length});")
+
+
+@lowering("QLayerNorm", checks=(_layernorm_shift_fits,))
+def _qlayernorm(em: Emitter, node: Node) -> str:
+    """Per-element multipliers whose shifts include the 16 bits of the Q16 normalized value."""
+    a, x = node.attrs, node.inputs[0]
+    k = x.shape[-1]
+    shifted = dict(a, shift=np.broadcast_to(np.asarray(a["shift"]) + 16, (k,)),
+                   multiplier=np.broadcast_to(np.asarray(a["multiplier"]), (k,)))
+    gs = a.get("gamma_sign")
+    bq = a.get("beta_q")
+    gs = em.const("int8_t", gs, node.name + "_gsign") if gs is not None else "0"
+    bq = em.const("int32_t", bq, node.name + "_beta") if bq is not None else "0"
+    p = em.struct("eq_layernorm_t", _fields(x_zp=int(a["x_zp"]), eps_q=int(a["eps_q"]),
+                                            gamma_sign=gs, beta_q=bq,
+                                            q=em.requant(node, shifted)))
+    return (f"eq_layernorm(&{p}, {em.ptr(x)}, {em.ptr(node.outputs[0])}, {x.type.size // k}, "
+            f"{k});")
 
 
 def generate(graph: Graph, plan, patch=None, order=None) -> tuple[str, str]:
     """(model.h, model.c) for ``graph`` executed in ``order`` over ``plan``'s arena."""
-    from edgeq.schedule.arena import PATCH_SCRATCH
-    from edgeq.schedule.patch import chain_prefix, patches
-
     em = Emitter(plan)
     nodes = list(order if order is not None else graph.nodes)
     if patch is not None:

@@ -7,6 +7,7 @@ from typing import Callable
 
 import numpy as np
 
+from edgeq.backends.base import Refusal
 from edgeq.ir.graph import DType, Graph, Node, Value
 from edgeq.ir.registry import registrar
 
@@ -16,17 +17,18 @@ LOWER: dict[str, Callable] = {}
 lowering = registrar(LOWER)
 
 
-def supports(graph: Graph) -> list[str]:
-    """One reason per node ORT cannot take from this backend."""
+def supports(graph: Graph) -> list[Refusal]:
+    """One refusal per node ORT cannot take from this backend."""
     reasons = []
     for n in graph.nodes:
         if n.op not in LOWER:
-            reasons.append(f"{n.op} '{n.name}': no QDQ lowering for this op")
+            reasons.append(Refusal(n.op, n.name, "no QDQ lowering for this op"))
         elif n.op == "QConvTranspose" and n.attrs["group"] != 1:
-            reasons.append(f"QConvTranspose '{n.name}': grouped transposed convolution has "
-                           f"per-channel weights on a split axis, which QDQ cannot express")
+            reasons.append(Refusal(n.op, n.name, "grouped transposed convolution has "
+                                   "per-channel weights on a split axis, which QDQ cannot "
+                                   "express"))
     if graph.metadata.get("quantized") != "int":
-        reasons.append("the graph is not quantized (run edgeq quantize first)")
+        reasons.append(Refusal("", "", "the graph is not quantized (run edgeq quantize first)"))
     return reasons
 
 

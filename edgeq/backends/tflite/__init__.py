@@ -2,31 +2,34 @@
 XNNPACK path) and on TFLite Micro. See lower.py for the format and the arithmetic contract.
 
 ``tflite`` runs LiteRT's reference kernels (``OpResolverType.BUILTIN_REF``: bit-exact with the
-integer interpreter); ``tflm`` runs the TFLite Micro interpreter. Inputs are NHWC inside the
-model; the runners take and return edgeq's NCHW arrays.
+integer model as LiteRT computes it, ``reference_graph``), checks each node alone on the default
+XNNPACK path (within 1 LSB) and measures latency there; ``tflm`` runs the TFLite Micro
+interpreter in the smallest arena that allocates. Inputs are NHWC inside the model; the runners
+take and return edgeq's NCHW arrays.
 """
 
 from __future__ import annotations
 
 import os
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from edgeq.backends.base import (Artifact, Backend, Checks, Feeds, NodeRunner, Refusal,
+                                 load_integer_model, median_ms, single_node_graph)
 from edgeq.backends.tflite.lower import fallback_nodes, lower_graph, nhwc_values, supports
-from edgeq.ir.graph import EdgeqError, Graph
-from edgeq.quant.dyadic import effective_scale_f32, quantize_multiplier
+from edgeq.ir.graph import EdgeqError, Graph, Node
+from edgeq.numerics.dyadic import effective_scale_f32, quantize_multiplier
+from edgeq.quant.pipeline import dequantize_array, quantize_feeds
 
 ARTIFACT = "model.tflite"
 
 
-def _load_graph(path: str):
-    from edgeq import serialize
-
-    eqm = os.path.join(os.path.dirname(path), "model.eqm")
-    if not os.path.exists(eqm):
-        raise EdgeqError(f"{path}: model.eqm must sit beside the .tflite file (it holds the "
-                         f"input and output quantization)")
-    return serialize.load(eqm)
+@dataclass(frozen=True)
+class TflmArtifact(Artifact):
+    arena_bytes: int = 0  # the smallest TFLite Micro arena that allocates the model
 
 
 def _f32_as_f64(s: float) -> float:
@@ -41,49 +44,78 @@ def _to_nchw(a: np.ndarray, image: bool = True) -> np.ndarray:
     return np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if a.ndim == 4 and image else a
 
 
-class _Base:
+def write_tflite(graph: Graph, out_dir: str, fallback: bool = False) -> str:
+    """``out_dir/model.tflite``, written once: tflite, tflm and ethos-u share the file."""
+    path = os.path.join(out_dir, ARTIFACT)
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            f.write(lower_graph(graph, fallback))
+    return path
+
+
+class _TfliteFile(Backend):
+    """What the LiteRT and TFLite Micro targets share: the support check and the file."""
+
     artifact = ARTIFACT
-    fallback = False  # --allow-fallback: float islands for what the integer kernels lack
+    rounding = "tflite"  # the integer model follows TFLite's arithmetic (docs/numerics.md)
 
-    def supports(self, graph: Graph) -> list[str]:
-        return supports(graph, self.fallback)
+    def supports(self, graph: Graph) -> list[Refusal]:
+        return supports(graph, self.allow_fallback)
 
-    def lower(self, graph: Graph, out_dir: str) -> str:
-        self.float_nodes = [n.name for n in fallback_nodes(graph)] if self.fallback else []
-        path = os.path.join(out_dir, self.artifact)
-        if not os.path.exists(path):  # tflite and tflm share one artifact
-            with open(path, "wb") as f:
-                f.write(lower_graph(graph, self.fallback))
-        return path
+    def lower(self, graph: Graph, out_dir: str) -> Artifact:
+        path = write_tflite(graph, out_dir, self.allow_fallback)
+        nodes = tuple(n.name for n in fallback_nodes(graph)) if self.allow_fallback else ()
+        return Artifact(path, graph, float_nodes=nodes)
 
-    def run(self, path: str, feeds, raw: bool = False, session=None):
-        from edgeq.quant.pipeline import dequantize_array, quantize_feeds
-
-        sess, graph = session or self.session(path)
+    def run(self, artifact: Artifact, feeds: Feeds, raw: bool = False, session=None) -> Feeds:
+        graph = artifact.graph
+        sess = session or self.session(artifact)
         nhwc = nhwc_values(graph)
         q = quantize_feeds(graph, feeds)
-        outs = self._invoke(sess, [_to_nhwc(q[v.name], v.name in nhwc) for v in graph.inputs])
+        outs = self._invoke(sess, graph, [_to_nhwc(q[v.name], v.name in nhwc)
+                                          for v in graph.inputs])
         res = {}
         for v, o in zip(graph.outputs, outs):
             o = _to_nchw(o, v.name in nhwc)
             res[v.name] = o if raw else dequantize_array(o, v.qparams)
         return res
 
+    @abstractmethod
+    def _invoke(self, interp, graph: Graph, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """The runtime's integer outputs for these (NHWC where the model is) inputs."""
 
-class TfliteBackend(_Base):
-    """LiteRT with its reference kernels (the bit-exact check)."""
+
+def _litert(resolver: str, threads: int = 0, path: str | None = None,
+            content: bytes | None = None):
+    from ai_edge_litert import interpreter as li
+
+    interp = li.Interpreter(model_path=path, model_content=content,
+                            num_threads=threads or None,
+                            experimental_op_resolver_type=getattr(li.OpResolverType, resolver))
+    interp.allocate_tensors()
+    return interp
+
+
+def _invoke_litert(interp, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    for d, a in zip(interp.get_input_details(), arrays):
+        interp.set_tensor(d["index"], a)
+    interp.invoke()
+    return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+
+
+class TfliteBackend(_TfliteFile):
+    """LiteRT with its reference kernels (the bit-exact check); latency and a per-layer check
+    on its default (XNNPACK) kernels."""
 
     name = "tflite"
 
-    def __init__(self, resolver: str = "BUILTIN_REF"):
-        self.resolver = resolver
+    def session(self, artifact: Artifact, threads: int = 0):
+        return _litert("BUILTIN_REF", threads, path=artifact.path)
 
-    def fast_session(self, path: str):
-        """LiteRT's default kernels (XNNPACK), one thread: what latency is measured on."""
-        return TfliteBackend("AUTO").session(path, threads=1)
+    def _invoke(self, interp, graph: Graph, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return _invoke_litert(interp, arrays)
 
-    @staticmethod
-    def reference_graph(graph: Graph) -> Graph:
+    def reference_graph(self, graph: Graph) -> Graph:
         """The integer model as LiteRT's reference kernels compute it (docs/numerics.md,
         "Per-runtime rules"); TFLite Micro computes ``graph`` itself. Two kernels differ:
 
@@ -109,86 +141,66 @@ class TfliteBackend(_Base):
                 n.attrs["multiplier"], n.attrs["shift"] = m, s
         return g
 
-    def session(self, path: str, threads: int = 0, apply_metadata: bool = True):
-        from ai_edge_litert import interpreter as li
+    def latency_ms(self, artifact: Artifact, feeds: Feeds) -> float:
+        """On LiteRT's default kernels (XNNPACK), one thread: what a deployment runs."""
+        sess = _litert("AUTO", 1, path=artifact.path)
+        return median_ms(lambda: self.run(artifact, feeds, session=sess))
 
-        interp = li.Interpreter(model_path=path, num_threads=threads or None,
-                                experimental_op_resolver_type=getattr(li.OpResolverType,
-                                                                      self.resolver))
-        interp.allocate_tensors()
-        return interp, _load_graph(path)
+    def compile_node(self, graph: Graph, node: Node) -> NodeRunner:
+        """``node`` alone on LiteRT's default (XNNPACK) path."""
+        sub = single_node_graph(graph, node)
+        nhwc = nhwc_values(sub)
+        interp = _litert("AUTO", content=lower_graph(sub))
 
-    def _invoke(self, interp, arrays):
-        for d, a in zip(interp.get_input_details(), arrays):
-            interp.set_tensor(d["index"], a)
-        interp.invoke()
-        return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+        def run(env: Feeds) -> list[np.ndarray]:
+            outs = _invoke_litert(interp, [_to_nhwc(env[v.name], v.name in nhwc)
+                                           for v in sub.inputs])
+            return [_to_nchw(o, v.name in nhwc) for v, o in zip(sub.outputs, outs)]
+        return run
+
+    def describe(self, artifact: Artifact, checks: Checks) -> dict[str, Any]:
+        return {"verification": {"reference_kernels": "BUILTIN_REF",
+                                 "per_layer_default_delegate": checks.per_layer(
+                                     self.compile_node)}}
 
 
-class TflmBackend(_Base):
-    """TFLite Micro's Python interpreter, with the smallest arena that allocates."""
+class TflmBackend(_TfliteFile):
+    """TFLite Micro's Python interpreter, in the smallest arena that allocates the model."""
 
     name = "tflm"
 
-    def session(self, path: str, threads: int = 0, apply_metadata: bool = True):
+    def lower(self, graph: Graph, out_dir: str) -> TflmArtifact:
+        art = super().lower(graph, out_dir)
+        return TflmArtifact(art.path, graph, float_nodes=art.float_nodes,
+                            arena_bytes=_arena_of(art.path))
+
+    def open(self, out_dir: str) -> TflmArtifact:
+        path = self._artifact_path(out_dir)
+        return TflmArtifact(path, load_integer_model(out_dir), arena_bytes=_arena_of(path))
+
+    def session(self, artifact: TflmArtifact, threads: int = 0  # type: ignore[override]
+                ):
         from tflite_micro.python.tflite_micro import runtime
 
-        with open(path, "rb") as f:
-            data = f.read()
-        self.arena_bytes = smallest_arena(data)
-        return runtime.Interpreter.from_bytes(data, arena_size=self.arena_bytes), \
-            _load_graph(path)
+        with open(artifact.path, "rb") as f:
+            return runtime.Interpreter.from_bytes(f.read(), arena_size=artifact.arena_bytes)
 
-    def run(self, path: str, feeds, raw: bool = False, session=None):
-        self._n_out = len((session or self.session(path))[1].outputs) if session is None \
-            else len(session[1].outputs)
-        return super().run(path, feeds, raw, session)
-
-    def _invoke(self, interp, arrays):
+    def _invoke(self, interp, graph: Graph, arrays: list[np.ndarray]) -> list[np.ndarray]:
         for i, a in enumerate(arrays):
             interp.set_input(a, i)
         interp.invoke()
-        outs = [interp.get_output(i) for i in range(self._n_out)]
+        outs = [interp.get_output(i) for i in range(len(graph.outputs))]
         interp.reset()
         return outs
 
-
-def single_node_graph(graph: Graph, node) -> Graph:
-    """A graph holding just ``node`` (its activation inputs become graph inputs)."""
-    g = Graph(f"{graph.name}/{node.name}")
-    g.metadata = dict(graph.metadata)
-    sub = graph.copy()
-    n = next(x for x in sub.nodes if x.name == node.name)
-    g.nodes = [n]
-    g.inputs = [v for v in n.inputs if v is not None and not v.is_const]
-    g.outputs = list(n.outputs)
-    for v in g.inputs:
-        v.producer = None
-    for v in g.inputs + g.outputs + [v for v in n.inputs if v is not None]:
-        g.values[v.name] = v
-    return g
+    def describe(self, artifact: TflmArtifact, checks: Checks  # type: ignore[override]
+                 ) -> dict[str, Any]:
+        return {"arena_bytes": artifact.arena_bytes}
 
 
-def per_layer_xnnpack(graph: Graph, envs: list[dict]) -> dict:
-    """Each node alone on LiteRT's default (XNNPACK) path, fed the integer interpreter's own
-    inputs, against its outputs: the per-layer bound on that path."""
-    from ai_edge_litert import interpreter as li
-
-    worst, worst_name = 0, None
-    for node in graph.nodes:
-        sub = single_node_graph(graph, node)
-        nhwc = nhwc_values(sub)
-        interp = li.Interpreter(model_content=lower_graph(sub))
-        interp.allocate_tensors()
-        for env in envs:
-            outs = TfliteBackend._invoke(None, interp, [_to_nhwc(env[v.name], v.name in nhwc)
-                                                        for v in sub.inputs])
-            for v, o in zip(sub.outputs, outs):
-                d = int(np.abs(_to_nchw(o, v.name in nhwc).astype(np.int64) -
-                               env[v.name].astype(np.int64)).max())
-                if d > worst:
-                    worst, worst_name = d, node.name
-    return {"max_abs_diff_lsb": worst, "worst_layer": worst_name, "samples": len(envs)}
+def _arena_of(path: str) -> int:
+    with open(path, "rb") as f:
+        return smallest_arena(f.read())
 
 
 _PROBE = """

@@ -13,6 +13,9 @@ from typing import Callable
 
 import numpy as np
 
+from edgeq.backends.base import Refusal
+from edgeq.ops import has
+from edgeq.ops.resize import resize
 from edgeq.ir.graph import DType, Graph, Node, Value
 from edgeq.ir.registry import registrar
 
@@ -39,10 +42,15 @@ def same_pads(in_hw, k, s, d) -> list[int]:
     return [out[0][0], out[1][0], out[0][1], out[1][1]]
 
 
-# ops that are laid out NHWC in TFLite, and layout-agnostic ops that carry the layout along
-SPATIAL_OPS = {"QConv", "MaxPool", "QAveragePool", "Pad", "Resize"}
-LAYOUT_AGNOSTIC = {"QAdd", "QMul", "QLookup", "Requantize", "Concat", "Slice", "Split"}
-LAYOUT_CONVERTING = {"Reshape", "Transpose"}  # lowered for any layout of input and output
+def _nhwc_op(op: str) -> bool:
+    """Laid out NHWC in TFLite (the op's ``image`` trait)."""
+    return has(op, "image")
+
+
+def _carries_layout(op: str) -> bool:
+    """Runs in any layout and carries it along: element-wise ops, and ops whose layout enters
+    only through an axis attribute the lowering permutes."""
+    return has(op, "elementwise") or has(op, "axis_attr")
 
 
 def nhwc_values(graph: Graph) -> set[str]:
@@ -51,13 +59,13 @@ def nhwc_values(graph: Graph) -> set[str]:
     reshapes) keep their logical layout."""
     out: set[str] = set()
     for n in graph.nodes:
-        if n.op in SPATIAL_OPS:
+        if _nhwc_op(n.op):
             out.update(v.name for v in (n.inputs[0], n.outputs[0]))
     changed = True
     while changed:
         changed = False
         for n in graph.nodes:
-            if n.op not in LAYOUT_AGNOSTIC:
+            if not _carries_layout(n.op):
                 continue
             vals = [v for v in n.inputs + n.outputs if v is not None and not v.is_const and
                     len(v.shape) == 4]
@@ -67,21 +75,22 @@ def nhwc_values(graph: Graph) -> set[str]:
     return out
 
 
-def supports(graph: Graph, fallback: bool = False) -> list[str]:
-    """One reason per node TFLite's integer kernels cannot take. With ``fallback``, nodes
+def supports(graph: Graph, fallback: bool = False) -> list[Refusal]:
+    """One refusal per node TFLite's integer kernels cannot take. With ``fallback``, nodes
     that can run as a float island (DEQUANTIZE -> float builtin -> QUANTIZE) are not listed."""
     reasons = []
     if graph.metadata.get("quantized") != "int":
-        reasons.append("the graph is not quantized (run edgeq quantize first)")
+        reasons.append(Refusal("", "", "the graph is not quantized (run edgeq quantize first)"))
     elif graph.metadata.get("rounding") != "tflite":
-        reasons.append("quantize with --rounding tflite: TFLite's kernels round differently from "
-                       "edgeq's rule, and exactness needs the integer model to follow theirs")
+        reasons.append(Refusal("", "", "quantize with --rounding tflite: TFLite's kernels round "
+                               "differently from edgeq's rule, and exactness needs the integer "
+                               "model to follow theirs"))
     nhwc = nhwc_values(graph)
     keep_float = {n.name for n in fallback_nodes(graph)} if fallback else set()
     for n in graph.nodes:
         why = _node_reason(n, nhwc)
         if why and n.name not in keep_float:
-            reasons.append(f"{n.op} '{n.name}': {why}")
+            reasons.append(Refusal(n.op, n.name, why))
     return reasons
 
 
@@ -114,7 +123,7 @@ def _node_reason(n: Node, nhwc: set[str]) -> str | None:
                f"{n.attrs.get('coordinate_transformation_mode')!r})")
     elif n.op == "QSoftmax" and n.attrs.get("flavor") != "tflite":
         why = "edgeq's integer softmax is not TFLite's: quantize with --rounding tflite"
-    elif n.op not in SPATIAL_OPS | LAYOUT_AGNOSTIC | LAYOUT_CONVERTING and any(
+    elif not (_nhwc_op(n.op) or _carries_layout(n.op) or has(n.op, "reorders")) and any(
             v is not None and v.name in nhwc for v in n.inputs + n.outputs):
         why = ("a tensor it reads or writes is laid out NHWC in TFLite (it meets a "
                "convolution, pooling or pad) and this op is lowered for logical layouts "
@@ -480,8 +489,6 @@ def _tflite_nearest(in_len: int, out_len: int, align: bool, half: bool) -> np.nd
 def resize_flags(n: Node) -> tuple[bool, bool] | None:
     """(align_corners, half_pixel_centers) with which TFLite picks the pixels edgeq's nearest
     Resize picks on both spatial axes; None if no setting does (or N, C are resized)."""
-    from edgeq.runtime.kernels import KERNELS
-
     x, y = n.inputs[0], n.outputs[0]
     if n.attrs.get("mode") != "nearest" or len(x.shape) != 4 or \
             list(x.shape[:2]) != list(y.shape[:2]):
@@ -492,7 +499,7 @@ def resize_flags(n: Node) -> tuple[bool, bool] | None:
         shape[ax] = x.shape[ax]
         probe = np.broadcast_to(np.arange(x.shape[ax], dtype=np.float32).reshape(shape),
                                 (1, 1, x.shape[2], x.shape[3]))
-        out = KERNELS["Resize"](n.attrs, np.ascontiguousarray(probe))[0]
+        out = resize(n.attrs, np.ascontiguousarray(probe))[0]
         maps.append(out[0, 0, :, 0] if ax == 2 else out[0, 0, 0, :])
     for align, half in ((False, False), (False, True), (True, False)):
         if all(np.array_equal(m.astype(np.int64), _tflite_nearest(x.shape[ax], y.shape[ax],

@@ -6,17 +6,18 @@ convolutions and matrix products on zero-point-centered int32 (int64 where the s
 2**31), requantization as an int64 multiply, a half-up add and a right shift, pooling sums as a
 depthwise convolution with a kernel of ones, lookup tables and nearest resizing as ``take``.
 The result is bit-exact with the integer interpreter (0 LSB, tested). Compiled for ``llvm``; the
-artifact is the compiled library (``model.tvm.so``), run through the Relax VM.
+artifact is the compiled library (``model.tvm.so``), run through the Relax VM with TVM's
+default thread pool.
 """
 
 from __future__ import annotations
 
 import os
 
-import numpy as np
-
+from edgeq.backends.base import Artifact, Backend, Feeds, Refusal
 from edgeq.backends.tvm.lower import build_module, supports
-from edgeq.ir.graph import EdgeqError, Graph
+from edgeq.ir.graph import Graph
+from edgeq.quant.pipeline import dequantize_array, quantize_feeds
 
 
 def relax_op_counts(mod) -> dict[str, int]:
@@ -33,43 +34,34 @@ def relax_op_counts(mod) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-class TvmBackend:
+class TvmBackend(Backend):
     name = "tvm"
     artifact = "model.tvm.so"
 
-    def supports(self, graph: Graph) -> list[str]:
+    def supports(self, graph: Graph) -> list[Refusal]:
         return supports(graph)
 
-    def lower(self, graph: Graph, out_dir: str) -> str:
+    def lower(self, graph: Graph, out_dir: str) -> Artifact:
         import tvm
 
         mod = build_module(graph)
-        self.op_counts = relax_op_counts(mod)
+        counts = relax_op_counts(mod)
         ex = tvm.compile(mod, target="llvm")
         path = os.path.join(out_dir, self.artifact)
         ex.export_library(path)
-        return path
+        return Artifact(path, graph, op_counts=counts)
 
-    def session(self, path: str, threads: int = 0, apply_metadata: bool = True):
+    def session(self, artifact: Artifact, threads: int = 0):
         import tvm
         from tvm import relax
 
-        from edgeq import serialize
+        return relax.VirtualMachine(tvm.runtime.load_module(artifact.path), tvm.cpu())
 
-        eqm = os.path.join(os.path.dirname(path), "model.eqm")
-        if not os.path.exists(eqm):
-            raise EdgeqError(f"{path}: the integer model model.eqm must sit beside the TVM "
-                             f"library (it holds the input and output quantization)")
-        vm = relax.VirtualMachine(tvm.runtime.load_module(path), tvm.cpu())
-        return vm, serialize.load(eqm)
-
-    def run(self, path: str, feeds: dict[str, np.ndarray], raw: bool = False, session=None
-            ) -> dict[str, np.ndarray]:
+    def run(self, artifact: Artifact, feeds: Feeds, raw: bool = False, session=None) -> Feeds:
         import tvm
 
-        from edgeq.quant.pipeline import dequantize_array, quantize_feeds
-
-        vm, graph = session or self.session(path)
+        graph = artifact.graph
+        vm = session or self.session(artifact)
         q = quantize_feeds(graph, feeds)
         out = vm["main"](*[tvm.runtime.tensor(q[v.name]) for v in graph.inputs])
         outs = list(out) if len(graph.outputs) > 1 else [out]

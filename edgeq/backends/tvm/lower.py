@@ -6,26 +6,30 @@ from typing import Callable
 
 import numpy as np
 
+from edgeq.backends.base import Refusal
 from edgeq.ir.graph import Graph, Node
 from edgeq.ir.registry import registrar
-from edgeq.runtime.kernels import _nearest, pool_output_hw, resize_coords
+from edgeq.ops.pool import pool_output_hw
+from edgeq.ops.resize import nearest_index, resize_coords
 
 LOWER: dict[str, Callable] = {}
 lowering = registrar(LOWER)
 
 
-def supports(graph: Graph) -> list[str]:
+def supports(graph: Graph) -> list[Refusal]:
     reasons = []
     if graph.metadata.get("quantized") != "int":
-        reasons.append("the graph is not quantized (run edgeq quantize first)")
+        reasons.append(Refusal("", "", "the graph is not quantized (run edgeq quantize first)"))
     if graph.metadata.get("rounding", "edgeq") not in ("edgeq", "tflite"):
-        reasons.append(f"rounding rule {graph.metadata.get('rounding')!r} is not implemented")
+        reasons.append(Refusal("", "", f"rounding rule {graph.metadata.get('rounding')!r} is "
+                               f"not implemented"))
     for n in graph.nodes:
         if n.op not in LOWER:
-            reasons.append(f"{n.op} '{n.name}': no Relax lowering for this op yet")
+            reasons.append(Refusal(n.op, n.name, "no Relax lowering for this op yet"))
         elif n.op == "Pad" and (n.attrs.get("mode", "constant") != "constant" or
                                 min(n.attrs["pads"]) < 0):
-            reasons.append(f"Pad '{n.name}': only constant, non-negative padding is lowered")
+            reasons.append(Refusal(n.op, n.name, "only constant, non-negative padding is "
+                                   "lowered"))
     return reasons
 
 
@@ -247,7 +251,7 @@ def _i64(lw: Lowerer, v) -> object:
 
 
 def _bit_length(lw: Lowerer, x):
-    """Mirrors runtime.integer.bit_length."""
+    """Mirrors edgeq.numerics.reciprocal.bit_length."""
     op = lw.op
     n = lw.emit(op.multiply(x, _i64(lw, 0)))
     for k in (32, 16, 8, 4, 2, 1):
@@ -266,7 +270,7 @@ def _normalize_q30(lw: Lowerer, s, b):
 
 
 def _reciprocal(lw: Lowerer, s):
-    """Mirrors runtime.integer.reciprocal: returns (r, k) tensors."""
+    """Mirrors edgeq.numerics.reciprocal.reciprocal: returns (r, k) tensors."""
     op = lw.op
     b = lw.emit(op.subtract(_bit_length(lw, s), _i64(lw, 1)))
     x = _normalize_q30(lw, s, b)
@@ -279,7 +283,7 @@ def _reciprocal(lw: Lowerer, s):
 
 
 def _inverse_sqrt(lw: Lowerer, q):
-    """Mirrors runtime.integer.inverse_sqrt: returns (r, k) tensors."""
+    """Mirrors edgeq.numerics.reciprocal.inverse_sqrt: returns (r, k) tensors."""
     op = lw.op
     b = lw.emit(op.subtract(_bit_length(lw, q), _i64(lw, 1)))
     b2 = lw.emit(op.left_shift(op.right_shift(b, _i64(lw, 1)), _i64(lw, 1)))
@@ -305,14 +309,17 @@ def _shift_half_up(lw: Lowerer, x, n):
 
 
 def _srdhm(lw: Lowerer, a, b):
-    """gemmlowp SaturatingRoundingDoublingHighMul on int64 tensors holding int32 values (the
-    saturating case, both INT32_MIN, cannot occur in the softmax)."""
+    """gemmlowp SaturatingRoundingDoublingHighMul on int64 tensors holding int32 values,
+    saturating to INT32_MAX when both are INT32_MIN (as the numpy and C spellings do)."""
     op = lw.op
     ab = lw.emit(op.multiply(a, b))
     s = lw.emit(op.add(ab, op.where(op.greater_equal(ab, _i64(lw, 0)), _i64(lw, 1 << 30),
                                     _i64(lw, 1 - (1 << 30)))))
-    return lw.emit(op.where(op.greater_equal(s, _i64(lw, 0)), op.right_shift(s, _i64(lw, 31)),
-                            op.negative(op.right_shift(op.negative(s), _i64(lw, 31)))))
+    q = lw.emit(op.where(op.greater_equal(s, _i64(lw, 0)), op.right_shift(s, _i64(lw, 31)),
+                         op.negative(op.right_shift(op.negative(s), _i64(lw, 31)))))
+    lowest = _i64(lw, -(1 << 31))
+    both_lowest = op.logical_and(op.equal(a, lowest), op.equal(b, lowest))
+    return lw.emit(op.where(both_lowest, _i64(lw, (1 << 31) - 1), q))
 
 
 def _rdbpot(lw: Lowerer, x, e):
@@ -335,7 +342,7 @@ def _mul_pot(lw: Lowerer, x, k: int):
 
 
 def _softmax_tflite(lw: Lowerer, n: Node, e, ax: int) -> None:
-    """Mirrors the tflite flavor of runtime.integer.qsoftmax (edgeq.quant.gemmlowp)."""
+    """Mirrors the tflite flavor of edgeq.ops.softmax.qsoftmax (edgeq.numerics.gemmlowp)."""
     op = lw.op
     total = lw.emit(op.sum(_rdbpot(lw, e, 12), axis=[ax], keepdims=True))
     headroom = lw.emit(op.multiply(total, _i64(lw, 0)))  # leading zeros of an int32
@@ -456,7 +463,7 @@ def _take_based(lw: Lowerer, n: Node) -> None:
             if out_len == in_len and scale == 1.0:
                 continue
             c = resize_coords(out_len, in_len, scale, a["coordinate_transformation_mode"])
-            idx = np.clip(_nearest(c, a.get("nearest_mode", "round_prefer_floor")), 0,
+            idx = np.clip(nearest_index(c, a.get("nearest_mode", "round_prefer_floor")), 0,
                           in_len - 1).astype(np.int64)
             y = lw.emit(lw.op.take(y, lw.c(idx), axis=ax))
     lw.env[n.outputs[0].name] = y

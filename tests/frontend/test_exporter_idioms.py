@@ -1,0 +1,75 @@
+"""Idioms real exporters write, on small hand-built models in their exact form (paddle2onnx,
+tf2onnx, torch.onnx, YOLO heads): each imports, or is refused with the right message."""
+
+import re
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import edgeq
+from edgeq.frontend.onnx import from_onnx
+from edgeq.ir.graph import EdgeqError
+
+R = np.random.default_rng(3)
+
+
+def _init(name, a):
+    return numpy_helper.from_array(np.asarray(a), name)
+
+
+def _paddle_style(dims, tail=()):
+    """Input dims as paddle2onnx writes them: -1 for every dynamic one."""
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["y"], strides=[2, 2], kernel_shape=[3, 3],
+                              name="conv2"), *tail]
+    out = tail[-1].output[0] if tail else "y"
+    g = helper.make_graph(nodes, "paddle", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, dims)], [helper.make_tensor_value_info(out, TensorProto.FLOAT,
+                                                                       None)],
+        [_init("w1", R.normal(size=(8, 3, 3, 3)).astype(np.float32)),
+         _init("w2", R.normal(size=(8, 8, 3, 3)).astype(np.float32)),
+         _init("shape", np.array([1, -1], np.int64))])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)])
+
+
+@pytest.mark.parametrize("dims", [[-1, 3, -1, -1], [0, 3, 0, 0], ["N", 3, "H", "W"],
+                                  [-1, 3, "h", 0]])
+def test_dynamic_dims_written_as_minus_one_zero_or_names_take_any_positive_size(dims):
+    m = _paddle_style(dims)
+    g = from_onnx(m, {"x": (1, 3, 224, 224)})
+    assert g.inputs[0].shape == (1, 3, 224, 224)
+    assert g.outputs[0].shape == (1, 8, 111, 111)
+    g2 = from_onnx(m, {"#0": (2, 3, 64, 48)})  # a shape given without a name: the first input
+    assert g2.outputs[0].shape == (2, 8, 31, 23)
+
+
+def test_the_suggested_shape_imports():
+    m = _paddle_style([-1, 3, -1, -1])
+    with pytest.raises(EdgeqError) as e:
+        from_onnx(m)
+    msg = str(e.value)
+    assert "dynamic shape [-1" not in msg and "[?, 3, ?, ?]" in msg, msg
+    shape = re.search(r"--input-shape x=([\d,]+)", msg).group(1)
+    g = from_onnx(m, {"x": tuple(int(d) for d in shape.split(","))})
+    assert all(d > 1 for d in g.outputs[0].shape[2:])
+
+
+def test_no_suggestion_when_no_guess_imports():
+    tail = (helper.make_node("Reshape", ["y", "fixed"], ["flat"], name="flatten_fixed"),)
+    m = _paddle_style([-1, 3, -1, -1], tail)
+    m.graph.initializer.append(_init("fixed", np.array([1, 8 * 3 * 3], np.int64)))
+    with pytest.raises(EdgeqError, match=r"dynamic shape \[\?, 3, \?, \?\]; give a static one "
+                                         r"with --input-shape$"):
+        from_onnx(m)
+
+
+def test_known_dims_must_match_and_sizes_must_be_positive():
+    m = _paddle_style([-1, 3, -1, -1])
+    with pytest.raises(EdgeqError, match=r"does not match the model's \[\?, 3, \?, \?\]"):
+        from_onnx(m, {"x": (1, 4, 32, 32)})
+    with pytest.raises(EdgeqError, match="not positive"):
+        from_onnx(m, {"x": (-1, 3, 32, 32)})
+    assert edgeq.run(from_onnx(m, {"x": (1, 3, 9, 9)}),
+                     np.ones((1, 3, 9, 9), np.float32))[0].shape == (1, 8, 4, 4)
