@@ -179,6 +179,7 @@ def save_quantized(res, out: str | os.PathLike | OutputDir, deterministic_report
 
 def export(graph: Graph, calib: Any, out: str | os.PathLike | OutputDir,
            targets: Sequence[str] = DEFAULT_TARGETS, *, allow_fallback: bool = False,
+           keep_going: bool = False,
            calib_samples: int | None = None, progress: bool | None = None,
            **quant_options) -> dict[str, Any]:
     """Quantize an optimized float graph with ``calib`` (as ``quantize`` takes it) and lower it
@@ -195,7 +196,7 @@ def export(graph: Graph, calib: Any, out: str | os.PathLike | OutputDir,
         os.fspath(calib), graph, calib_samples)
     with out as tmp:
         report = export_to(graph, data, targets, tmp, quant_options, progress=progress,
-                           allow_fallback=allow_fallback)
+                           allow_fallback=allow_fallback, keep_going=keep_going)
         _write_json(os.path.join(tmp, "report.json"), report)
     return report
 

@@ -154,7 +154,8 @@ def cmd_export(args) -> int:
     out = api.OutputDir(args.output)
     graph, _ = _load(args)
     report = api.export(graph, args.calib, out, targets, allow_fallback=args.allow_fallback,
-                        calib_samples=args.calib_samples, observer=args.observer,
+                        keep_going=args.keep_going, calib_samples=args.calib_samples,
+                        observer=args.observer,
                         weight_bits=args.weight_bits, int16=_int16(args),
                         target_sqnr_db=args.target_sqnr, max_int16=args.max_int16,
                         weight_rounding=args.weight_rounding, rounding=args.rounding,
@@ -164,7 +165,9 @@ def cmd_export(args) -> int:
     print(present.format_export(report))
     files = ["model.eqm"] + [t["artifact"] for t in report["targets"].values()] + ["report.json"]
     print(f"wrote {args.output}/: " + ", ".join(dict.fromkeys(files)))
-    return 0
+    for t, reasons in report["refused_targets"].items():
+        print(f"edgeq: refused target {t}: " + "; ".join(reasons), file=sys.stderr)
+    return 1 if report["refused_targets"] else 0
 
 
 def _add_quant_args(p: argparse.ArgumentParser) -> None:
@@ -257,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "integer kernels lack in float where its runtime allows (TFLite: average "
                     "pooling that counts padding, per-channel constant multiplies), listed in "
                     "the report, instead of refusing the export")
+    pe.add_argument("--keep-going", action="store_true", help="export every target that takes "
+                    "the model, list the refused ones with their reasons in the report, and "
+                    "exit with code 1 (without it, any refusal stops the export before "
+                    "calibration)")
     pe.set_defaults(fn=cmd_export)
     pm = sub.add_parser("plan-memory", help="activation arena plan (layer by layer)")
     _add_model_args(pm)

@@ -27,7 +27,8 @@ from edgeq.backends import get_backend
 from edgeq.backends.base import CompileNode, Feeds, per_layer_check, single_node_graph
 from edgeq.ir.graph import EdgeqError, Graph, Node
 from edgeq.quant.calibrate import CalibrationData
-from edgeq.quant.pipeline import dequantize_array, quantize_feeds, quantize_model
+from edgeq.quant.pipeline import dequantize_array, quantize_feeds, quantize_model, \
+    structural_graph
 from edgeq.runtime.reference import run_graph
 
 HOLD_OUT = 0.25
@@ -185,11 +186,16 @@ def _cpu_s() -> float:
 
 def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: str,
            quant_options: dict[str, Any] | None = None, progress: bool | None = None,
-           allow_fallback: bool = False, stage_cpu_s: dict[str, float] | None = None
-           ) -> dict[str, Any]:
+           allow_fallback: bool = False, stage_cpu_s: dict[str, float] | None = None,
+           keep_going: bool = False) -> dict[str, Any]:
     """``fg``: optimized float graph. Writes ``out_dir`` (which must exist and be empty).
     ``allow_fallback``: targets that can run a node their integer kernels lack in float do so
     (listed in the report under ``float_fallback``) instead of refusing the export.
+    Every target's support check runs first on the integer graph's structure
+    (``structural_graph``), before calibration: a refusal is known in seconds. Without
+    ``keep_going`` any refusal stops the export, listing every refused node of every target;
+    with it, the refused targets are left out (``refused_targets`` in the report) and the others
+    exported.
     ``stage_cpu_s``: when given, filled with the CPU seconds of each stage (``quantize``,
     ``references``, then ``lower``, ``verify`` and ``latency`` of each target, as
     ``"lower NAME"``...)."""
@@ -218,12 +224,27 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
         opts["rounding"] = rule
     elif opts.get("rounding") is None:
         opts.pop("rounding", None)
+    refused: dict[str, list[str]] = {}
+
+    def check(graph: Graph, when: str) -> None:
+        found = {t: [str(r) for r in be.supports(graph)] for t, be in backends.items()}
+        found = {t: r for t, r in found.items() if r}
+        if found and not keep_going:
+            raise EdgeqError(f"cannot export ({when}): " + "; ".join(
+                f"{t}: {r}" for t, rs in found.items() for r in rs))
+        for t, rs in found.items():
+            refused[t] = rs
+            del backends[t]
+        if not backends:
+            raise EdgeqError("cannot export: every target refuses the model: " + "; ".join(
+                f"{t}: {r}" for t, rs in refused.items() for r in rs))
+
+    with stage("support checks"):
+        check(structural_graph(fg, opts.get("rounding", "edgeq")), "found before calibration")
     with stage("quantize"):
         res = quantize_model(fg, calib, progress=progress, **opts)
     ig = res.graph
-    problems = [f"{t}: {r}" for t, be in backends.items() for r in be.supports(ig)]
-    if problems:
-        raise EdgeqError("cannot export: " + "; ".join(problems))
+    check(ig, "after calibration")
     serialize.save(ig, os.path.join(out_dir, "model.eqm"))
     report: dict[str, Any] = {
         "model": fg.name,
@@ -231,6 +252,7 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
         "calibration_samples": len(calib_idx), "held_out_samples": len(held_idx),
         "quantization": {k: v for k, v in res.report.items()},
         "targets": {},
+        "refused_targets": refused,
     }
     reference = {t: be.reference_graph(ig) for t, be in backends.items() if be.runs_on_host}
     with stage("references"):

@@ -150,6 +150,13 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("top1_agreement") is not None:
         out.append(f"top-1 agreement with float: {report['top1_agreement']:.2%} over "
                    f"{report['eval_samples']} samples")
+    for v, m in report.get("mixed_range_concats", {}).items():
+        if m["int16"]:
+            out.append(f"Concat '{v}' joins ranges {m['ratio']}x apart: kept in int16")
+    if report.get("weight_scale_floors"):
+        out.append("dead or near-dead weight channels (scale raised so the bias fits): " +
+                   ", ".join(f"{k} {v}" for k, v in report["weight_scale_floors"].items()))
+    out += [f"WARNING: {w}" for w in report.get("warnings", [])]
     if "weight_bytes" in report:
         wb = report["weight_bytes"]
         out.append(f"weights: {wb['float']:,} bytes float -> {wb['integer']:,} bytes integer")

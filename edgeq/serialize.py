@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.ir.graph import DType, EdgeqError, Graph, Node, QParams, TensorType, Value
+from edgeq.ir.graph import DType, EdgeqError, Graph, Node, QParams, TensorType, Value, contiguous
 
 FORMAT, VERSION = "edgeq-model", 1
 EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -33,7 +33,7 @@ class _Writer:
 
     def tensor(self, a: np.ndarray) -> str:
         path = f"tensors/{len(self.tensors)}.npy"
-        self.tensors.append((path, np.ascontiguousarray(a)))
+        self.tensors.append((path, contiguous(a)))
         return path
 
     def attr(self, a: Any) -> Any:

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from onnx import helper
 
-from tests.helpers import onnx_model
+from tests.helpers import onnx_model, run_cli
 
-EDGEQ = [sys.executable, "-m", "edgeq.cli"]
-
-
-def run_cli(*args, cwd=None):
-    return subprocess.run(EDGEQ + [str(a) for a in args], capture_output=True, text=True,
-                          cwd=cwd)
 
 
 @pytest.fixture

@@ -169,7 +169,14 @@ class _Importer:
                                      f"malformed)")
                 else:
                     ins.append(self.env[i])
-            outs = CONVERTERS[node.op_type](self, name, ins, self._attrs(node), list(node.output))
+            try:
+                outs = CONVERTERS[node.op_type](self, name, ins, self._attrs(node),
+                                                list(node.output))
+            except EdgeqError:
+                raise
+            except Exception as e:  # a malformed node must give one line, not a traceback
+                raise EdgeqError(f"{node.op_type} '{name}': cannot import this node "
+                                 f"({type(e).__name__}: {e})") from None
             for oname, v in zip(node.output, outs):
                 if oname:
                     self.env[oname] = v

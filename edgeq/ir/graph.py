@@ -169,7 +169,7 @@ class Graph:
         return v
 
     def add_const(self, base: str, array: np.ndarray) -> Value:
-        array = np.ascontiguousarray(array)
+        array = contiguous(array)
         return self.add_value(self.unique_name(base), TensorType(DType.from_numpy(array.dtype),
                                                                   tuple(array.shape)), array)
 
@@ -296,6 +296,13 @@ class Graph:
             g.nodes.append(nn)
         g.outputs = [get(v) for v in self.outputs]  # type: ignore[misc]
         return g
+
+
+def contiguous(a: Any) -> np.ndarray:
+    """``a`` as a C-contiguous array of the same rank: ``np.ascontiguousarray`` would turn a
+    rank-0 scalar into shape (1,), and shape arithmetic must keep scalars scalars."""
+    a = np.asarray(a)
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 def _copy_attr(a: Any) -> Any:

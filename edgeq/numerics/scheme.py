@@ -10,6 +10,7 @@ import numpy as np
 from edgeq.ir.graph import DType, EdgeqError, QParams
 
 INT_RANGE = {DType.INT8: (-128, 127), DType.INT16: (-32767, 32767)}
+BIAS_BITS = 30  # a quantized bias stays below 2**30: room in int32 for the accumulated products
 
 
 def f32(x: float) -> float:
@@ -30,16 +31,29 @@ def activation_qparams(lo: float, hi: float, dtype: DType) -> QParams:
     return QParams((s,), (z,))
 
 
-def quantize_weight(w: np.ndarray, axis: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-channel: scale[c] = max|w[c]| / qmax (float32); q = round(w / scale)."""
+def quantize_weight(w: np.ndarray, axis: int, bits: int, min_scale: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-channel: scale[c] = max|w[c]| / qmax (float32), raised to ``min_scale[c]``
+    where given (``bias_scale_floor``); q = round(w / scale)."""
     qmax = 127 if bits == 8 else 7
     moved = np.moveaxis(w.astype(np.float64), axis, 0)
     amax = np.abs(moved.reshape(moved.shape[0], -1)).max(axis=1)
-    scale = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)
+    scale = np.where(amax > 0, amax / qmax, 1.0)
+    if min_scale is not None:
+        scale = np.maximum(scale, min_scale)
+    scale = scale.astype(np.float32)
     shape = [1] * w.ndim
     shape[axis] = -1
     q = np.clip(np.round(w / scale.astype(np.float64).reshape(shape)), -qmax, qmax)
     return q.astype(np.int8), scale
+
+
+def bias_scale_floor(b: np.ndarray, s_x: float) -> np.ndarray:
+    """The smallest weight scale per output channel at which the bias fits ``BIAS_BITS`` bits
+    (bias scale ``s_x * s_w[c]``). Trained checkpoints carry dead channels (max |w| of 1e-34
+    next to a bias of 0.1): their ``max|w| / 127`` scale cannot hold the bias, so the scale is
+    raised instead; their weights then round to (nearly) 0, which is what they are."""
+    return np.abs(b.astype(np.float64)) / (float(np.float32(s_x)) * 2.0 ** BIAS_BITS)
 
 
 def quantize_bias(b: np.ndarray, s_x: float, s_w: np.ndarray, where: str) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 
 from edgeq.ir.graph import DType, Node, QParams, TensorType, Value
 from edgeq.numerics.dyadic import effective_scale, quantize_multipliers
-from edgeq.numerics.scheme import quantize_bias
+from edgeq.numerics.scheme import bias_scale_floor, quantize_bias
 from edgeq.ops.base import has
 
 if TYPE_CHECKING:
@@ -22,9 +22,11 @@ def detached_const(name: str, array: np.ndarray) -> Value:
 
 
 def quantize_linear(cv: Converter, node: Node, op: str,
-                    w_axis_fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> None:
-    """Conv, ConvTranspose, Gemm and MatMul with constant weights: ``w_axis_fn`` quantizes the
-    weight per output channel; the converter rounds it (GPTQ for ops with the
+                    w_axis_fn: Callable[[np.ndarray, np.ndarray | None],
+                                        tuple[np.ndarray, np.ndarray]]) -> None:
+    """Conv, ConvTranspose, Gemm and MatMul with constant weights: ``w_axis_fn(w, min_scale)``
+    quantizes the weight per output channel (scales at least ``min_scale``, the floor at which
+    the bias fits: dead channels); the converter rounds it (GPTQ for ops with the
     ``compensated_weights`` trait, where calibration gathered second moments) and corrects the
     bias."""
     x = cv.get(node.inputs[0])
@@ -33,12 +35,17 @@ def quantize_linear(cv: Converter, node: Node, op: str,
     qp = cv.out_qparams(out)
     s_x = x.qparams.scale[0]
     w = node.inputs[1].const
-    wq, s_w = w_axis_fn(w)
-    if has(node.op, "compensated_weights"):
-        wq = cv.round_weights(node, w, wq, s_w)
-    cout = len(s_w)
+    _, s_own = w_axis_fn(w, None)
+    cout = len(s_own)
     b = node.const_input(2)
     b = np.zeros(cout) if b is None else np.broadcast_to(b.astype(np.float64), (cout,)).copy()
+    floor = bias_scale_floor(b, s_x)
+    raised = np.flatnonzero(floor > s_own)
+    wq, s_w = w_axis_fn(w, floor if raised.size else None)
+    if raised.size:
+        cv.info.weight_scale_floors[node.name] = [int(c) for c in raised]
+    if has(node.op, "compensated_weights"):
+        wq = cv.round_weights(node, w, wq, s_w)
     b = cv.correct_bias(node, w, wq, s_w, b)
     bq = quantize_bias(b, s_x, s_w, f"{node.op} '{node.name}'")
     m, n = quantize_multipliers(np.array([effective_scale(s_x, s, denominator=qp.scale[0])
@@ -55,6 +62,7 @@ def quantize_linear(cv: Converter, node: Node, op: str,
 
 
 def constant_weights(node: Node) -> str | None:
+    """Weights (and bias) are constants."""
     if any(v is not None and not v.is_const for v in node.inputs[1:]):
         return "weights must be constants"
     return None

@@ -3,6 +3,11 @@ Erf, LeakyRelu, scalar PRelu, Exp, Sqrt, Neg, Abs, Reciprocal, Rsqrt) and their 
 QLookup: a 256-entry table, ``y = table[x + 128]``, exact by construction
 (``table[i] = quantize(f(dequantize(i - 128)))``, docs/numerics.md).
 
+PRelu with one slope per channel (``nn.PReLU(C)``) becomes QPRelu, TFLite's PRELU arithmetic:
+slopes int8 symmetric per tensor (``s_a = max|a| / 127``), and
+``y = y_zp + (d >= 0 ? rescale(d, M1) : rescale(d (a - a_zp), M2))`` with ``d = x - x_zp``,
+``M1 = s_x / s_y``, ``M2 = s_x s_a / s_y`` (docs/numerics.md).
+
 ``apply_activation`` is the fused Relu / Clip that Conv, ConvTranspose, Gemm, MatMul and Add
 carry after activation fusion (attribute ``activation``).
 """
@@ -14,8 +19,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeq.ir.graph import DType, EdgeqError, Node, TensorType
+from edgeq.ir.graph import DType, EdgeqError, Node, QParams, TensorType
+from edgeq.numerics.dyadic import effective_scale, quantize_multiplier, rescale
 from edgeq.numerics.scheme import INT_RANGE
+from edgeq.ops._integer import centered, out
 from edgeq.ops.base import (KERNEL, Attrs, kernel, quantize_check, quantize_rule, result_dtype,
                             shape_rule, traits)
 
@@ -26,6 +33,7 @@ LOOKUP = ("Relu", "Clip", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Gelu",
           "LeakyRelu", "PRelu", "Exp", "Sqrt", "Neg", "Abs", "Reciprocal", "Rsqrt")
 traits(*LOOKUP, add=("elementwise", "lookup"))
 traits("QLookup", add=("integer", "elementwise"))
+traits("QPRelu", add=("integer", "elementwise"))
 
 
 def apply_activation(y: np.ndarray, attrs: Attrs) -> np.ndarray:
@@ -40,7 +48,7 @@ def apply_activation(y: np.ndarray, attrs: Attrs) -> np.ndarray:
     raise ValueError(f"unknown fused activation {act}")
 
 
-@shape_rule(*LOOKUP, "QLookup")
+@shape_rule(*LOOKUP, "QLookup", "QPRelu")
 def _same_shape(node: Node, ts: list[TensorType]) -> list[TensorType]:
     return [TensorType(result_dtype(node, ts[0]), ts[0].shape)]
 
@@ -132,24 +140,56 @@ def qlookup(a: Attrs, x):
     return (table[x.astype(np.int64) - lo].astype(a["dtype"]),)
 
 
+@kernel("QPRelu")
+def qprelu(a: Attrs, x, alpha):
+    d = centered(x, a["x_zp"])
+    pos = rescale(d, a["pos_mult"], a["pos_shift"], a["rounding"])
+    neg = rescale(d * centered(alpha, a["a_zp"]), a["neg_mult"], a["neg_shift"], a["rounding"])
+    return (out(np.where(d >= 0, pos, neg), a),)
+
+
 @quantize_check("PRelu")
 def _prelu_check(node: Node) -> str | None:
-    if node.inputs[1].type.size != 1:
-        return "per-channel PRelu slopes are not supported (scalar slope only)"
+    """Per-channel slopes are constants (one slope: a lookup table; per channel: QPRelu)."""
+    slope = node.inputs[1]
+    if slope.type.size > 1 and not slope.is_const:
+        return "per-channel slopes must be constants"
     return None
+
+
+def _quantize_prelu_per_channel(cv: Converter, node: Node) -> None:
+    x = cv.get(node.inputs[0])
+    out_v = node.outputs[0]
+    dtype = cv.dtype_of(out_v.name)
+    qp = cv.out_qparams(out_v)
+    slope = node.inputs[1].const.astype(np.float64)
+    s_a = float(np.float32(max(float(np.abs(slope).max()), 1e-12) / 127))
+    aq = np.clip(np.round(slope / s_a), -127, 127).astype(np.int8)
+    av = cv.g.add_const(f"{node.name}/slope_q", aq)
+    av.qparams = QParams((s_a,), (0,))
+    m1, n1 = quantize_multiplier(effective_scale(x.qparams.scale[0], denominator=qp.scale[0]))
+    m2, n2 = quantize_multiplier(effective_scale(x.qparams.scale[0], s_a,
+                                                 denominator=qp.scale[0]))
+    lo, hi = INT_RANGE[dtype]
+    cv.emit("QPRelu", node, [x, av], dict(x_zp=x.qparams.zero_point[0], a_zp=0,
+                                          y_zp=qp.zero_point[0], pos_mult=m1, pos_shift=n1,
+                                          neg_mult=m2, neg_shift=n2, act_min=lo, act_max=hi),
+            out_v, qp, dtype)
 
 
 @quantize_rule(*LOOKUP)
 def _quantize_lookup(cv: Converter, node: Node) -> None:
     """Element-wise function of one int8 input: a 256-entry table, exact by construction:
     table[q - qmin] = quantize(f(dequantize(q)))."""
+    if node.op == "PRelu" and node.inputs[1].type.size > 1:
+        return _quantize_prelu_per_channel(cv, node)
     x = cv.get(node.inputs[0])
     if x.dtype != DType.INT8:
         raise EdgeqError(f"{node.op} '{node.name}': lookup tables need an int8 input, got "
                          f"{x.dtype.value}")
-    out = node.outputs[0]
-    dtype = cv.dtype_of(out.name)
-    qp = cv.out_qparams(out)
+    out_v = node.outputs[0]
+    dtype = cv.dtype_of(out_v.name)
+    qp = cv.out_qparams(out_v)
     lo, hi = INT_RANGE[dtype]
     qs = np.arange(-128, 128)
     xs = ((qs - x.qparams.zero_point[0]) * np.float64(x.qparams.scale[0])).astype(np.float32)
@@ -162,4 +202,4 @@ def _quantize_lookup(cv: Converter, node: Node) -> None:
         ys = np.nan_to_num(ys, nan=0.0, posinf=qp.scale[0] * (hi - qp.zero_point[0]),
                            neginf=qp.scale[0] * (lo - qp.zero_point[0]))
     table = np.clip(np.round(ys / qp.scale[0]) + qp.zero_point[0], lo, hi).astype(dtype.numpy)
-    cv.emit("QLookup", node, [x], dict(table=table), out, qp, dtype)
+    cv.emit("QLookup", node, [x], dict(table=table), out_v, qp, dtype)

@@ -193,19 +193,20 @@ quantize_check("Conv", "ConvTranspose")(constant_weights)
 
 @quantize_rule("Conv")
 def _quantize_conv(cv: Converter, node: Node) -> None:
-    quantize_linear(cv, node, "QConv", lambda w: quantize_weight(w, 0, cv.cfg.weight_bits))
+    quantize_linear(cv, node, "QConv",
+                    lambda w, floor: quantize_weight(w, 0, cv.cfg.weight_bits, floor))
 
 
 @quantize_rule("ConvTranspose")
 def _quantize_conv_transpose(cv: Converter, node: Node) -> None:
     g = node.attrs["group"]
 
-    def q(w):
+    def q(w, floor):
         c, mg = w.shape[0], w.shape[1]
         # output channel gi*mg + j owns w[gi*cg:(gi+1)*cg, j]: move it to the front
         per_out = w.reshape(g, c // g, mg, *w.shape[2:]).transpose(0, 2, 1, 3, 4)
         wq, s = quantize_weight(per_out.reshape(g * mg, c // g, *w.shape[2:]), 0,
-                                cv.cfg.weight_bits)
+                                cv.cfg.weight_bits, floor)
         back = wq.reshape(g, mg, c // g, *w.shape[2:]).transpose(0, 2, 1, 3, 4)
         return back.reshape(w.shape), s
     quantize_linear(cv, node, "QConvTranspose", q)

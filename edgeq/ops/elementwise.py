@@ -7,7 +7,10 @@ Where, and the integer forms QAdd, QMul and Requantize (docs/numerics.md):
 - QMul: ``acc = (a - a_zp) * (b - b_zp)``, ``M = s_a s_b / s_y``; a scalar or per-channel
   constant is quantized symmetric int8 with per-channel ``M[c]``; Div by a constant is Mul by
   its reciprocal;
-- Requantize: ``y = out(rescale(x - x_zp, m, n))``, ``M = s_x / s_y``.
+- Requantize: ``y = out(rescale(x - x_zp, m, n))``, ``M = s_x / s_y``;
+- QMax, QMin (Max, Min with a tensor or a constant): each input requantized to the output's
+  parameters (``clamp(y_zp + rescale(x - x_zp, M_x))``, skipped for an input that already has
+  them), then the larger or smaller: TFLite's QUANTIZE then MAXIMUM / MINIMUM.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
 traits("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Equal", "Where", add="elementwise")
 traits("Add", add="fuses_activation")
 traits("Add", "Sub", "Mul", "Div", add="int16_input")
-traits("QAdd", "QMul", "Requantize", add=("integer", "elementwise"))
+traits("QAdd", "QMul", "Requantize", "QMax", "QMin", add=("integer", "elementwise"))
 
 
 def broadcast(node: Node, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
@@ -43,7 +46,7 @@ def broadcast(node: Node, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
                          f"{', '.join(str(list(s)) for s in shapes)} do not broadcast") from None
 
 
-@shape_rule("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "QAdd", "QMul")
+@shape_rule("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "QAdd", "QMul", "QMax", "QMin")
 def _elementwise_shape(node, ts):
     return [TensorType(result_dtype(node, ts[0]), broadcast(node, [t.shape for t in ts]))]
 
@@ -133,10 +136,31 @@ def requantize(a: Attrs, x):
     return (requant(centered(x, a["x_zp"]), a),)
 
 
+def _at_output(x, zp, m, n, a: Attrs) -> np.ndarray:
+    """An input at the output's parameters, clamped to the output dtype (TFLite's QUANTIZE)."""
+    if m is None:
+        return x.astype(np.int64)
+    lo, hi = np.iinfo(a["dtype"]).min, np.iinfo(a["dtype"]).max
+    return np.clip(rescale(centered(x, zp), m, n, a["rounding"]) + a["y_zp"], lo, hi)
+
+
+def _min_max(pick):
+    def k(a: Attrs, x, y):
+        xa = _at_output(x, a["a_zp"], a["a_mult"], a["a_shift"], a)
+        ya = _at_output(y, a["b_zp"], a["b_mult"], a["b_shift"], a)
+        return (np.clip(pick(xa, ya), a["act_min"], a["act_max"]).astype(a["dtype"]),)
+    return k
+
+
+KERNEL["QMax"] = _min_max(np.maximum)
+KERNEL["QMin"] = _min_max(np.minimum)
+
+
 # --- quantize rules -------------------------------------------------------------------------
 
-@quantize_check("Add", "Sub", "Mul")
+@quantize_check("Add", "Sub", "Mul", "Max", "Min")
 def _all_const_check(node: Node) -> str | None:
+    """At least one input is computed at run time (constant folding removes the rest)."""
     if all(v.is_const for v in node.inputs):
         return "all inputs constant (run constant folding first)"
     return None
@@ -144,6 +168,7 @@ def _all_const_check(node: Node) -> str | None:
 
 @quantize_check("Div")
 def _div_check(node: Node) -> str | None:
+    """The divisor is a constant (division becomes a multiply by its reciprocal)."""
     if not node.inputs[1].is_const:
         return "division by a tensor computed at run time has no integer form"
     return None
@@ -175,6 +200,24 @@ def _quantize_add(cv: Converter, node: Node) -> None:
                                        a_mult=int(round(ma * 2 ** shift)),
                                        b_mult=sign * int(round(mb * 2 ** shift)), shift=shift,
                                        act_min=lo, act_max=hi), out, qp, dtype)
+
+
+@quantize_rule("Max", "Min")
+def _quantize_min_max(cv: Converter, node: Node) -> None:
+    a, b = cv.get(node.inputs[0]), cv.get(node.inputs[1])
+    out_v = node.outputs[0]
+    dtype = cv.dtype_of(out_v.name)
+    qp = cv.out_qparams(out_v)
+    lo, hi = cv.act_bounds(node, qp, dtype)
+
+    def to_output(v):
+        if v.qparams == qp and v.dtype == dtype:
+            return None, None
+        return quantize_multiplier(effective_scale(v.qparams.scale[0], denominator=qp.scale[0]))
+    (am, an), (bm, bn) = to_output(a), to_output(b)
+    cv.emit("Q" + node.op, node, [a, b], dict(
+        a_zp=a.qparams.zero_point[0], b_zp=b.qparams.zero_point[0], y_zp=qp.zero_point[0],
+        a_mult=am, a_shift=an, b_mult=bm, b_shift=bn, act_min=lo, act_max=hi), out_v, qp, dtype)
 
 
 @quantize_rule("Mul", "Div")

@@ -113,6 +113,7 @@ def qmatmul(a: Attrs, x, y):
 
 @quantize_check("Gemm")
 def _gemm_check(node: Node) -> str | None:
+    """Constant weights, transA = 0, and a bias C with one row at most."""
     if any(v is not None and not v.is_const for v in node.inputs[1:]):
         return "weights must be constants"
     if node.attrs.get("transA", 0):
@@ -125,6 +126,7 @@ def _gemm_check(node: Node) -> str | None:
 
 @quantize_check("MatMul")
 def _matmul_check(node: Node) -> str | None:
+    """The left operand is computed at run time; a constant right operand is 2-D."""
     if node.inputs[0].is_const:
         return "a constant left operand is not supported"
     if node.inputs[1].is_const and node.inputs[1].const.ndim != 2:
@@ -154,7 +156,8 @@ def _quantize_gemm(cv: Converter, node: Node) -> None:
                                      if bias is not None else None],
                 node.outputs, {k: v for k, v in node.attrs.items()
                                if k.startswith("activation")})
-    quantize_linear(cv, view, "QGemm", lambda w: quantize_weight(w, 0, cv.cfg.weight_bits))
+    quantize_linear(cv, view, "QGemm",
+                    lambda w, floor: quantize_weight(w, 0, cv.cfg.weight_bits, floor))
 
 
 def _quantize_matmul_activations(cv: Converter, node: Node) -> None:

@@ -245,6 +245,7 @@ def _quantize_concat(cv: Converter, node: Node) -> None:
 
 @quantize_check("Pad")
 def _pad_check(node: Node) -> str | None:
+    """Mode constant, reflect or edge."""
     if node.attrs.get("mode", "constant") not in ("constant", "reflect", "edge"):
         return "unsupported pad mode"
     return None

@@ -71,6 +71,7 @@ def resize(a: Attrs, x):
 
 @quantize_check("Resize")
 def _resize_check(node: Node) -> str | None:
+    """Nearest resizing (the only integer-exact mode)."""
     if node.attrs.get("mode") != "nearest":
         return "only nearest resizing is integer-exact; use mode='nearest'"
     return None

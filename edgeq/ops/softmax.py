@@ -17,7 +17,7 @@ from edgeq.ir.graph import DType, EdgeqError, Node, QParams, TensorType
 from edgeq.numerics import gemmlowp as gl
 from edgeq.numerics.reciprocal import reciprocal, shift_round_half_up
 from edgeq.ops._integer import out
-from edgeq.ops.base import (Attrs, kernel, quantize_check, quantize_rule, result_dtype,
+from edgeq.ops.base import (Attrs, kernel, quantize_rule, result_dtype,
                             shape_rule, traits)
 
 if TYPE_CHECKING:
@@ -65,10 +65,19 @@ def qsoftmax(a: Attrs, x):
 
 @quantize_rule("Softmax")
 def _quantize_softmax(cv: Converter, node: Node) -> None:
+    """QSoftmax runs over the last axis; another axis (distribution-focal-loss box heads take
+    the softmax over axis 1) is moved last by a Transpose before and back after, which move
+    integers only."""
     x = cv.get(node.inputs[0])
     if x.dtype != DType.INT8:
         raise EdgeqError(f"Softmax '{node.name}': needs an int8 input, got {x.dtype.value}")
-    attrs: Attrs = dict(axis=len(x.shape) - 1, y_zp=-128, act_min=-128, act_max=127)
+    rank = len(x.shape)
+    ax = node.attrs.get("axis", -1) % rank
+    perm = [i for i in range(rank) if i != ax] + [ax]
+    if ax != rank - 1:
+        x = cv.intermediate("Transpose", [x], {"perm": perm}, x.qparams, x.dtype,
+                            f"{node.name}/axis_last", move=True)
+    attrs: Attrs = dict(axis=rank - 1, y_zp=-128, act_min=-128, act_max=127)
     if cv.cfg.rounding == "tflite":  # TFLite's own int8 softmax (gemmlowp fixed point)
         attrs.update(flavor="tflite", exp_table=gl.softmax_exp_table(
             float(np.float32(x.qparams.scale[0]))).astype(np.int32))
@@ -76,11 +85,9 @@ def _quantize_softmax(cv: Converter, node: Node) -> None:
         d = np.arange(256, dtype=np.float64)
         attrs["exp_table"] = np.round(65536.0 * np.exp(-d * x.qparams.scale[0])).astype(
             np.int32)
-    cv.emit("QSoftmax", node, [x], attrs, node.outputs[0], SOFTMAX_QPARAMS, DType.INT8)
-
-
-@quantize_check("Softmax")
-def _softmax_check(node: Node) -> str | None:
-    if node.attrs.get("axis", -1) % len(node.inputs[0].shape) != len(node.inputs[0].shape) - 1:
-        return "only the last axis is supported"
-    return None
+    if ax == rank - 1:
+        cv.emit("QSoftmax", node, [x], attrs, node.outputs[0], SOFTMAX_QPARAMS, DType.INT8)
+        return
+    y = cv.intermediate("QSoftmax", [x], attrs, SOFTMAX_QPARAMS, DType.INT8,
+                        f"{node.name}/softmax")
+    cv.move(node, "Transpose", [y], {"perm": [int(i) for i in np.argsort(perm)]})

@@ -7,11 +7,9 @@ it is the same float computation the interpreter would run, done earlier.
 
 from __future__ import annotations
 
-import numpy as np
-
-from edgeq.ir.graph import DType, Graph, Node, TensorType, Value
-from edgeq.passes import refuse
+from edgeq.ir.graph import DType, Graph, Node, TensorType, Value, contiguous
 from edgeq.ops.base import KERNEL
+from edgeq.passes import refuse
 
 
 def fold_node(graph: Graph, node: Node) -> list[Value] | None:
@@ -29,7 +27,7 @@ def fold_node(graph: Graph, node: Node) -> list[Value] | None:
     outs = KERNEL[node.op](node.attrs, *arrays)
     graph.remove_node(node)
     for v, arr in zip(node.outputs, outs):
-        arr = np.ascontiguousarray(arr)
+        arr = contiguous(arr)
         v.const = arr
         v.producer = None
         v.type = TensorType(DType.from_numpy(arr.dtype), tuple(arr.shape))

@@ -46,6 +46,7 @@ class QuantConfig:
 @dataclass
 class ConvertInfo:
     bias_corrected: list[str] = field(default_factory=list)
+    weight_scale_floors: dict[str, list[int]] = field(default_factory=dict)
     gptq: list[str] = field(default_factory=list)
     int16_values: list[str] = field(default_factory=list)
 
@@ -100,6 +101,34 @@ class Converter:
         if t.shape != out.shape:
             raise AssertionError(f"{op} '{node.name}': integer shape {t.shape} != {out.shape}")
         n.outputs[0].qparams = qp
+        self.map[out.name] = n.outputs[0]
+        return n.outputs[0]
+
+    def intermediate(self, op: str, inputs: list[Value], attrs: dict, qp: QParams, dtype: DType,
+                     name: str, move: bool = False) -> Value:
+        """A node inside one float node's integer form (its output has no float twin):
+        ``name`` names it and its output. Integer ops get the rounding rule and dtype; data
+        movement (``move``) keeps its attributes as given."""
+        if not move:
+            attrs.setdefault("rounding", self.cfg.rounding)
+            attrs["dtype"] = dtype.value
+        n = self.g.add_node(op, inputs, [TensorType(dtype, ())], attrs,
+                            name=self.g.unique_name(name),
+                            output_names=[self.g.unique_name(name)])
+        n.outputs[0].type = infer_node(n)[0]
+        n.outputs[0].qparams = qp
+        return n.outputs[0]
+
+    def move(self, node: Node, op: str, inputs: list[Value], attrs: dict) -> Value:
+        """The last node of ``node``'s integer form when it moves data: its output is the
+        float output's twin (same name), with its input's quantization."""
+        x = inputs[0]
+        out = node.outputs[0]
+        n = self.g.add_node(op, inputs, [TensorType(x.dtype, out.shape)], attrs,
+                            name=self.g.unique_name(node.name), output_names=[out.name])
+        if infer_node(n)[0].shape != out.shape:
+            raise AssertionError(f"{op} '{node.name}': integer shape differs from {out.shape}")
+        n.outputs[0].qparams = x.qparams
         self.map[out.name] = n.outputs[0]
         return n.outputs[0]
 

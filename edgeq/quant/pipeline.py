@@ -84,6 +84,32 @@ def int16_candidates(fg: Graph) -> list[str]:
     return [v.name for v in vals if ok(v)]
 
 
+MIXED_RANGE_RATIO = 32.0  # an input this many times narrower keeps under 8 of int8's 256 levels
+LOW_OUTPUT_SQNR_DB = 10.0
+
+
+def mixed_range_concats(fg: Graph, ranges: dict[str, tuple[float, float]]
+                        ) -> dict[str, dict[str, Any]]:
+    """Concats whose inputs' ranges differ by more than MIXED_RANGE_RATIO: one int8 scale
+    flattens the narrow ones (a detector's final Concat of box coordinates, 0..320, with
+    scores, 0..1, loses the scores). Each gets ``ratio`` and whether its output can be int16
+    (every reader takes int16), which ``quantize`` then applies."""
+    candidates = set(int16_candidates(fg))
+    out = {}
+    for n in fg.nodes:
+        if n.op != "Concat":
+            continue
+        widths = [max(abs(ranges[v.name][0]), abs(ranges[v.name][1])) for v in n.inputs
+                  if v.name in ranges]
+        if len(widths) < 2 or min(widths) <= 0:
+            continue
+        ratio = max(widths) / min(widths)
+        if ratio > MIXED_RANGE_RATIO:
+            name = n.outputs[0].name
+            out[name] = {"ratio": round(ratio, 1), "int16": name in candidates}
+    return out
+
+
 def choose_int16(fg: Graph, convert_with, samples: list[dict[str, np.ndarray]],
                  target_db: float, max_values: int) -> tuple[list[str], list[dict[str, Any]]]:
     """Greedy mixed precision: rank each candidate by the output SQNR it gains alone as int16,
@@ -149,6 +175,9 @@ def quantize(graph: Graph, data: CalibrationData, cfg: QuantConfig = QuantConfig
     hists = calibrate(fg, data, progress, moments)
     ranges = {k: observe(h, cfg.observer, cfg.percentile) for k, h in hists.items()}
     means = {k: h.channel_mean for k, h in hists.items() if h.channel_mean is not None}
+    mixed_ranges = mixed_range_concats(fg, ranges)
+    wide = tuple(v for v, m in mixed_ranges.items() if m["int16"] and v not in cfg.int16)
+    cfg = replace(cfg, int16=cfg.int16 + wide)
     mixed: list[dict[str, Any]] = []
     if int16_auto:
         picks, mixed = choose_int16(
@@ -168,7 +197,9 @@ def quantize(graph: Graph, data: CalibrationData, cfg: QuantConfig = QuantConfig
                 "bias_correction": cfg.bias_correction, "equalization": equalize,
                 "weight_rounding": cfg.weight_rounding},
         equalization={"pairs": [list(p) for p in eq.pairs], "notes": eq_notes},
+        mixed_range_concats=mixed_ranges,
         bias_correction={"layers": info.bias_corrected},
+        weight_scale_floors=info.weight_scale_floors,
         error_compensated_rounding={"layers": info.gptq},
         weight_bytes=weight_bytes(graph, ig),
     )
@@ -176,7 +207,33 @@ def quantize(graph: Graph, data: CalibrationData, cfg: QuantConfig = QuantConfig
         report["decomposed_layernorms"] = decomposed
     if int16_auto:
         report["mixed_precision"] = {"target_sqnr_db": target_sqnr_db, "steps": mixed}
+    report["warnings"] = quality_warnings(report)
     return QuantResult(ig, fg, report)
+
+
+def quality_warnings(report: dict[str, Any]) -> list[str]:
+    """What a user must not miss in the quantization report."""
+    out = [f"output '{o}' has an SQNR of {db} dB (below {LOW_OUTPUT_SQNR_DB:g} dB): the integer "
+           f"model has lost it" for o, db in report["output_sqnr_db"].items()
+           if db < LOW_OUTPUT_SQNR_DB]
+    out += [f"Concat '{v}' joins inputs whose ranges differ {m['ratio']}x; its readers do not "
+            f"all take int16, so the narrow inputs keep few int8 levels"
+            for v, m in report.get("mixed_range_concats", {}).items() if not m["int16"]]
+    return out
+
+
+def structural_graph(graph: Graph, rounding: str = "edgeq") -> Graph:
+    """The integer graph ``quantize`` would build, with placeholder ranges ([-1, 1] for every
+    value) instead of calibration: the same nodes, attributes and shapes, in milliseconds. What
+    backends refuse is almost always a matter of structure, so their support checks run on this
+    before calibration starts (the few scale-dependent limits are checked again after it)."""
+    check_graph(graph)
+    fg = graph.copy()
+    if rounding == "tflite":
+        run_passes(fg, [("decompose_layernorm", decompose_layernorm)])
+    ranges = {v.name: (-1.0, 1.0) for v in fg.values.values() if not v.is_const}
+    cfg = QuantConfig(rounding=rounding, bias_correction=False, weight_rounding="nearest")
+    return convert(fg, ranges, cfg)[0]
 
 
 def weight_bytes(fg: Graph, ig: Graph) -> dict[str, int]:

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from edgeq.export import export
-from tests.backends.test_ort_qdq import _float_and_data
+from tests.helpers import float_and_data as _float_and_data
 
 pytest.importorskip("onnxruntime", reason="the ORT backend needs onnxruntime")
 pytest.importorskip("tvm", reason="the TVM backend needs apache-tvm")

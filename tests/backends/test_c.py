@@ -15,8 +15,9 @@ from edgeq.backends import get_backend
 from edgeq.export import export
 from edgeq.ir.graph import EdgeqError
 from edgeq.quant.calibrate import CalibrationData
-from tests.backends.test_ort_qdq import _float_and_data
-from tests.quant.test_integer_ops import CASES, _quantized
+from tests.helpers import float_and_data as _float_and_data
+from tests.helpers import CASES
+from tests.helpers import quantized_case as _quantized
 
 CNN_ZOO = ["digits_cnn", "mobilenet_v2", "resnet8", "ds_cnn"]
 HAVE_ARM = all(shutil.which(t) for t in ("arm-none-eabi-gcc", "qemu-system-arm"))

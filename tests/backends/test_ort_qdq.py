@@ -16,27 +16,11 @@ from edgeq.export import export
 from edgeq.quant.calibrate import CalibrationData
 from edgeq.quant.pipeline import quantize_feeds
 from edgeq.runtime.reference import run_graph
-from models import data
+from tests.helpers import CASES, ZOO
+from tests.helpers import float_and_data as _float_and_data
+from tests.helpers import quantized_case as _quantized
 
 pytest.importorskip("onnxruntime", reason="the ORT backend needs onnxruntime")
-ZOO = ["digits_cnn", "mobilenet_v2", "resnet8", "ds_cnn", "transformer_block"]
-
-
-def _float_and_data(name, zoo_dir, n=24):
-    with open(os.path.join(zoo_dir, "manifest.json")) as f:
-        info = json.load(f)[name]
-    fg, _ = edgeq.optimize(edgeq.load(os.path.join(zoo_dir, info["file"])), mean=info["mean"],
-                           std=info["std"])
-    shape = info["input_shape"]
-    if name == "digits_cnn":
-        x = data.digits()[0][:n]
-    elif len(shape) == 4 and shape[1] == 3:
-        x = data.photo_crops(n, shape[-1], seed=1)
-    else:
-        x = np.random.default_rng(0).normal(size=(n,) + tuple(shape[1:])).astype(np.float32)
-    return fg, CalibrationData(fg, arrays={"input": x})
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_model_on_ort_within_one_lsb_per_layer_and_end_to_end(name, zoo_dir, tmp_path):
@@ -165,3 +149,15 @@ def test_integer_inputs_round_trip():
     ig = edgeq.quantize(fg, x[None].repeat(2, 0)[:, 0]).graph
     q = run_graph(ig, quantize_feeds(ig, {"x": x}))["y"]
     assert q.dtype == np.int8 and q.min() >= ig.outputs[0].qparams.zero_point[0]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_integer_op_case_within_one_lsb_per_layer_on_ort(case):
+    """Each integer op alone on ORT, fed the interpreter's integer inputs: ORT requantizes in
+    float, so 1 LSB per layer is the bound (docs/numerics.md)."""
+    g, res, x = _quantized(case)
+    ig = res.graph
+    assert get_backend("ort").supports(ig) == []
+    cal = CalibrationData(g, arrays={"x": x})
+    envs = [run_graph(ig, quantize_feeds(ig, cal.sample(i)), keep=True) for i in range(3)]
+    assert per_layer_check(ig, envs, get_backend("ort").compile_node)["max_abs_diff_lsb"] <= 1

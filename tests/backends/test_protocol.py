@@ -14,7 +14,7 @@ from edgeq.export import export
 from edgeq.quant.calibrate import CalibrationData
 from edgeq.quant.pipeline import dequantize_array, quantize_feeds
 from edgeq.runtime.reference import run_graph
-from tests.quant.test_integer_ops import _quantized
+from tests.helpers import quantized_case as _quantized
 
 
 class EchoBackend(Backend):

@@ -11,8 +11,9 @@ import pytest
 import edgeq
 from edgeq.backends import get_backend
 from edgeq.export import export
-from tests.backends.test_ort_qdq import _float_and_data
-from tests.quant.test_integer_ops import CASES, _quantized
+from tests.helpers import float_and_data as _float_and_data
+from tests.helpers import CASES
+from tests.helpers import quantized_case as _quantized
 
 pytest.importorskip("ai_edge_litert", reason="the TFLite backend needs ai-edge-litert")
 pytest.importorskip("tflite_micro", reason="the TFLM target needs tflite-micro")

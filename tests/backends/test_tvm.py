@@ -9,17 +9,15 @@ import edgeq
 from edgeq.backends import get_backend
 from edgeq.quant.pipeline import quantize_feeds
 from edgeq.runtime.reference import run_graph
-from tests.backends.test_ort_qdq import ZOO, _float_and_data
-from tests.quant.test_integer_ops import _quantized
+from tests.helpers import ZOO
+from tests.helpers import float_and_data as _float_and_data
+from tests.helpers import CASES
+from tests.helpers import quantized_case as _quantized
 
 pytest.importorskip("tvm", reason="the TVM backend needs apache-tvm")
 pytestmark = pytest.mark.slow
 
-OP_CASES = ["conv_relu_pad", "conv_depthwise_stride", "conv_transpose", "gemm", "matmul_const",
-            "matmul_activations", "add_sub_residual", "mul_per_channel_and_scalar",
-            "mul_activations", "pools", "avgpool_include_pad_ceil", "reduce_mean",
-            "concat_differing_scales", "data_movement", "resize_nearest", "lookup_ops", "softmax",
-            "layernorm_affine"]
+OP_CASES = sorted(CASES)  # every integer-op case of tests/quant/test_integer_ops.py
 
 
 def _max_lsb(ig, art, be, xs, name):

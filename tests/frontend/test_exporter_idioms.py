@@ -73,3 +73,44 @@ def test_known_dims_must_match_and_sizes_must_be_positive():
         from_onnx(m, {"x": (-1, 3, 32, 32)})
     assert edgeq.run(from_onnx(m, {"x": (1, 3, 9, 9)}),
                      np.ones((1, 3, 9, 9), np.float32))[0].shape == (1, 8, 4, 4)
+
+
+def _shape_arithmetic_model(opset=13):
+    """A YOLO-style head's reshape target: Shape -> Gather(scalar) -> arithmetic on scalars ->
+    Unsqueeze -> Concat, plus Squeeze back to a scalar and a Range over scalars."""
+    i64 = lambda name, a: _init(name, np.array(a, np.int64))  # noqa: E731
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "i0"], ["n"], axis=0),          # rank 0
+        helper.make_node("Gather", ["s", "i1"], ["c"], axis=0),
+        helper.make_node("Mul", ["c", "two"], ["c2"]),                   # scalar arithmetic
+        helper.make_node("Div", ["c2", "two"], ["c3"]),
+        helper.make_node("Unsqueeze", ["n", "ax0"], ["n1"]),
+        helper.make_node("Unsqueeze", ["c3", "ax0"], ["c1"]),
+        helper.make_node("Squeeze", ["c1", "ax0"], ["c0"]),              # back to rank 0
+        helper.make_node("Range", ["zero", "c0", "one"], ["r"]),         # scalars in, [c]
+        helper.make_node("Shape", ["r"], ["rs"]),
+        helper.make_node("Concat", ["n1", "rs", "m1"], ["shape"], axis=0),
+        helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape_head"),
+    ]
+    g = helper.make_graph(nodes, "yolo_head", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 6, 4, 4])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, None)],
+        [i64("i0", 0), i64("i1", 1), i64("ax0", [0]), i64("two", 2), i64("m1", [-1]),
+         i64("zero", 0), i64("one", 1)])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_rank0_values_stay_scalars_through_shape_arithmetic():
+    g = from_onnx(_shape_arithmetic_model())
+    assert g.ops() == ["Reshape"] and g.outputs[0].shape == (1, 6, 16)
+    x = R.normal(size=(1, 6, 4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(edgeq.run(g, x)[0], x.reshape(1, 6, 16))
+
+
+def test_a_malformed_node_gives_one_error_line_naming_it():
+    m = _shape_arithmetic_model()  # Gather index 7 into a 4-element shape
+    m.graph.initializer.append(_init("seven", np.array(7, np.int64)))
+    m.graph.node[1].input[1] = "seven"
+    with pytest.raises(EdgeqError, match=r"Gather '.*': "):
+        from_onnx(m)

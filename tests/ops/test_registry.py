@@ -58,10 +58,13 @@ def test_quantize_reason_names_the_form_that_has_no_integer_version():
     assert ops.quantize_reason(_one_node("Pow", [(1, 4), (1, 4)])) == \
         "no integer lowering for this op"
     assert "division by a tensor" in ops.quantize_reason(_one_node("Div", [(1, 4), (1, 4)]))
-    assert "per-channel PRelu" in ops.quantize_reason(
-        _one_node("PRelu", [(1, 4), (4,)], consts={1: np.ones(4, np.float32)}))
-    assert ops.quantize_reason(_one_node("Softmax", [(2, 4)], {"axis": 0})) == \
+    assert ops.quantize_reason(
+        _one_node("PRelu", [(1, 4), (4,)], consts={1: np.ones(4, np.float32)})) is None
+    assert ops.quantize_reason(_one_node("PRelu", [(1, 4), (4,)])) == \
+        "per-channel slopes must be constants"
+    assert ops.quantize_reason(_one_node("LayerNormalization", [(2, 4)], {"axis": 0})) == \
         "only the last axis is supported"
+    assert ops.quantize_reason(_one_node("Softmax", [(2, 4)], {"axis": 0})) is None  # moved last
 
 
 def test_shape_rule_and_macs_of_a_convolution():

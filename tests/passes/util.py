@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeq.frontend.onnx import from_onnx
 from edgeq.ir.graph import Graph
 from edgeq.ir.verify import verify
 from edgeq.passes.pipeline import run_passes
 from edgeq.runtime.reference import run_graph
-from tests.helpers import onnx_model
-
-
-def graph_of(nodes, inputs, outputs, inits=None, opset=17) -> Graph:
-    return from_onnx(onnx_model(nodes, inputs, outputs, inits, opset))
+from tests.helpers import graph_of  # noqa: F401  (the pass tests' builder)
 
 
 def random_feeds(graph: Graph, seed: int = 0, scale: float = 1.0) -> dict[str, np.ndarray]:

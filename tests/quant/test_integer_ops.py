@@ -5,79 +5,17 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from onnx import helper
 
 import edgeq
 from edgeq.ir.graph import EdgeqError
-from edgeq.quant.pipeline import dequantize_array, quantize_feeds, run_integer
+from edgeq.quant.pipeline import dequantize_array, quality_warnings, quantize_feeds, run_integer
 from edgeq.runtime.reference import run_graph
+from tests.helpers import CASES, X, n, w
+from tests.helpers import quantized_case as _quantized
 from tests.passes.util import graph_of
 from tests.quant.util import assert_integer_only
 
 R = np.random.default_rng(11)
-
-
-def w(*s, scale=0.4):
-    return R.normal(0, scale, s).astype(np.float32)
-
-
-def n(op, ins, outs=("y",), **attrs):
-    return helper.make_node(op, list(ins), list(outs), name=f"{op.lower()}_{outs[0]}", **attrs)
-
-
-X = {"x": (1, 6, 8, 8)}
-CASES = {  # name: (nodes, inputs, inits, min SQNR dB)
-    "conv_relu_pad": ([n("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-                       n("Relu", ["c"])], X, {"w": w(5, 6, 3, 3), "b": w(5)}, 35),
-    "conv_depthwise_stride": ([n("Conv", ["x", "w"], strides=[2, 2], group=6, pads=[1, 0, 1, 0])],
-                              X, {"w": w(6, 1, 3, 3)}, 35),
-    "conv_transpose": ([n("ConvTranspose", ["x", "w", "b"], strides=[2, 2])], X,
-                       {"w": w(6, 4, 2, 2), "b": w(4)}, 35),
-    "gemm": ([n("Reshape", ["x", "s"], ["f"]), n("Gemm", ["f", "w", "b"], transB=1, alpha=0.5)],
-             X, {"s": np.array([1, -1]), "w": w(7, 384, scale=0.05), "b": w(7)}, 35),
-    "matmul_const": ([n("MatMul", ["x", "w"])], X, {"w": w(8, 5)}, 35),
-    "matmul_activations": ([n("Transpose", ["x"], ["t"], perm=[0, 1, 3, 2]),
-                            n("MatMul", ["x", "t"])], X, {}, 30),
-    "add_sub_residual": ([n("Relu", ["x"], ["r"]), n("Add", ["x", "r"], ["a"]),
-                          n("Sub", ["a", "c"])], X, {"c": w(8)}, 35),
-    "mul_per_channel_and_scalar": ([n("Mul", ["x", "c"], ["m"]), n("Div", ["m", "d"])], X,
-                                   {"c": w(6, 1, 1), "d": np.float32(3.0)}, 35),
-    "mul_activations": ([n("Sigmoid", ["x"], ["s"]), n("Mul", ["x", "s"])], X, {}, 30),
-    "pools": ([n("MaxPool", ["x"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),
-               n("AveragePool", ["m"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-               n("GlobalAveragePool", ["a"])], X, {}, 35),
-    "avgpool_include_pad_ceil": ([n("AveragePool", ["x"], kernel_shape=[3, 3], strides=[2, 2],
-                                    pads=[1, 1, 1, 1], count_include_pad=1, ceil_mode=1)],
-                                 X, {}, 35),
-    "reduce_mean": ([n("ReduceMean", ["x"], axes=[2, 3], keepdims=0)], X, {}, 35),
-    "concat_differing_scales": ([n("Mul", ["x", "k"], ["big"]), n("Concat", ["x", "big"],
-                                                                   axis=1)],
-                                X, {"k": np.float32(5.0)}, 35),
-    "data_movement": ([n("Split", ["x"], ["a", "b"], axis=1, split=[2, 4]),
-                       n("Slice", ["b", "st", "en", "ax"], ["s"]),
-                       n("Pad", ["s", "p"], ["p2"]),
-                       n("Transpose", ["p2"], ["t"], perm=[0, 2, 3, 1]),
-                       n("Reshape", ["t", "sh"])], X,
-                      {"st": np.array([1]), "en": np.array([7]), "ax": np.array([2]),
-                       "p": np.array([0, 0, 1, 1, 0, 0, 1, 1]), "sh": np.array([1, -1])}, 38),
-    "resize_nearest": ([n("Resize", ["x", "", "sc"], mode="nearest")], X,
-                       {"sc": np.array([1, 1, 2, 2], np.float32)}, 38),
-    "lookup_ops": ([n("Tanh", ["x"], ["t"]), n("HardSwish", ["t"], ["h"]), n("Gelu", ["h"], ["g"]),
-                    n("LeakyRelu", ["g"], alpha=0.1)], X, {}, 30),
-    "softmax": ([n("Softmax", ["x"], axis=-1)], X, {}, 30),
-    "layernorm_affine": ([n("LayerNormalization", ["x", "g", "b"], axis=-1)], X,
-                         {"g": (R.uniform(-2, 2, 8)).astype(np.float32), "b": w(8)}, 30),
-}
-
-
-def _quantized(case, samples=24):
-    nodes, inputs, inits, _ = CASES[case]
-    opset = 20 if case == "lookup_ops" else 17
-    g = graph_of(nodes, inputs, [nodes[-1].output[0]], inits, opset=opset)
-    g, _ = edgeq.optimize(g)
-    x = R.normal(0, 1, (samples,) + inputs["x"][1:]).astype(np.float32)
-    return g, edgeq.quantize(g, x, equalize=False), x
-
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_integer_op_close_to_float_and_integer_only(case):
@@ -158,15 +96,16 @@ def test_qlayernorm_within_two_lsb_of_float_layernorm_of_its_integer_input():
 def test_refuses_with_every_reason_listed():
     nodes = [n("Resize", ["x", "", "sc"], ["r"], mode="linear"),
              n("PRelu", ["r", "sl"], ["p"]), n("Div", ["p", "x2"])]
-    g = graph_of(nodes, {"x": (1, 6, 4, 4), "x2": (1, 6, 8, 8)}, ["y"],
-                 {"sc": np.array([1, 1, 2, 2], np.float32), "sl": w(6, 1, 1)})
+    g = graph_of(nodes, {"x": (1, 6, 4, 4), "x2": (1, 6, 8, 8), "sl": (6, 1, 1)}, ["y"],
+                 {"sc": np.array([1, 1, 2, 2], np.float32)})
     g, _ = edgeq.optimize(g)
-    cal = {"x": np.zeros((2, 6, 4, 4), np.float32), "x2": np.ones((2, 6, 8, 8), np.float32)}
+    cal = {"x": np.zeros((2, 6, 4, 4), np.float32), "x2": np.ones((2, 6, 8, 8), np.float32),
+           "sl": np.ones((2, 6, 1, 1), np.float32)}
     with pytest.raises(EdgeqError) as e:
         edgeq.quantize(g, cal)
     msg = str(e.value)
     assert "Resize 'resize_r': only nearest resizing" in msg
-    assert "PRelu 'prelu_p': per-channel PRelu slopes" in msg
+    assert "PRelu 'prelu_p': per-channel slopes must be constants" in msg
     assert "Div 'div_y': division by a tensor computed at run time" in msg
 
 
@@ -185,3 +124,47 @@ def test_int4_weights_and_int16_values():
     assert_integer_only(res16.graph)
     r8 = edgeq.quantize(g, x, equalize=False).report["output_sqnr_db"][out]
     assert res16.report["output_sqnr_db"][out] > r8 + 40
+
+
+def test_dead_channels_quantize_with_a_floored_weight_scale_and_are_reported():
+    """Trained checkpoints carry dead channels: max |w| of 1e-34 and 7e-10 next to a real bias.
+    max|w|/127 cannot hold that bias in int32; the scale is floored so the bias fits, and the
+    channel's output is its bias, as in float."""
+    wt = w(4, 6, 3, 3)
+    wt[1] = 1e-34
+    wt[2] *= 7e-10 / np.abs(wt[2]).max()
+    b = np.array([0.1, 0.3, -0.2, 0.05], np.float32)
+    g = graph_of([n("Conv", ["x", "w", "b"], pads=[1, 1, 1, 1])], X, ["y"], {"w": wt, "b": b})
+    g, _ = edgeq.optimize(g)
+    x = R.normal(0, 1, (16, 6, 8, 8)).astype(np.float32)
+    res = edgeq.quantize(g, x, equalize=False)
+    assert res.report["weight_scale_floors"] == {"conv_y": [1, 2]}
+    f = run_graph(g, {"x": x[:1]})["y"]
+    q = run_integer(res.graph, {"x": x[:1]})["y"]
+    s_y = res.graph.outputs[0].qparams.scale[0]
+    for c in (1, 2):  # the dead channels output their bias, within an LSB
+        assert np.abs(q[0, c] - b[c]).max() <= s_y
+    assert np.abs(q - f).max() <= 4 * s_y
+
+
+def test_mixed_range_concat_is_widened_and_a_lost_output_is_warned_about():
+    """A detector head: box coordinates (0..320) and sigmoid scores (0..1) joined by one Concat.
+    Under one int8 scale the scores keep 1 level; edgeq keeps the Concat in int16."""
+    nodes = [n("Conv", ["x", "w"], ["c"]), n("Split", ["c"], ["b", "s"], axis=1, split=[4, 2]),
+             n("Mul", ["b", "k"], ["boxes"]), n("Sigmoid", ["s"], ["scores"]),
+             n("Concat", ["boxes", "scores"], axis=1)]
+    g = graph_of(nodes, {"x": (1, 6, 8, 8)}, ["y"], {"w": w(6, 6, 1, 1), "k": np.float32(160)})
+    g, _ = edgeq.optimize(g)
+    x = R.normal(0, 1, (16, 6, 8, 8)).astype(np.float32)
+    res = edgeq.quantize(g, x, equalize=False)
+    assert res.report["mixed_range_concats"]["y"]["int16"]
+    assert res.report["mixed_range_concats"]["y"]["ratio"] > 32
+    assert res.graph.outputs[0].dtype.value == "int16"
+    f = np.concatenate([run_graph(g, {"x": x[i:i + 1]})["y"][:, 4:] for i in range(4)])
+    q = np.concatenate([run_integer(res.graph, {"x": x[i:i + 1]})["y"][:, 4:] for i in range(4)])
+    assert 10 * np.log10((f ** 2).sum() / ((f - q) ** 2).sum()) > 30  # the scores survive
+    assert res.report["warnings"] == []
+    # the report warns when an output is lost
+    low = dict(res.report, output_sqnr_db={"y": 3.2}, mixed_range_concats={})
+    assert quality_warnings(low) == ["output 'y' has an SQNR of 3.2 dB (below 10 dB): the "
+                                     "integer model has lost it"]

@@ -82,7 +82,7 @@ def test_mobilenet_patch_peak_is_a_quarter_of_tflite_micro(zoo_dir):
 def test_patched_arena_plan_reaches_the_patch_peak_on_mobilenet(zoo_dir):
     """The C backend's arena (one static block, tiles included) is exactly the searched peak."""
     from edgeq.schedule.plan import plan_schedule
-    from tests.backends.test_ort_qdq import _float_and_data
+    from tests.helpers import float_and_data as _float_and_data
 
     fg, cal = _float_and_data("mobilenet_v2", zoo_dir, n=4)
     ig = edgeq.quantize(fg, cal).graph

@@ -350,6 +350,54 @@ static void eq_lookup(const int8_t *table, const eq_bcast *B, const int8_t *x, i
     EQ_BCAST_LOOP(B, { y[iy] = table[x[ia] + 128]; })
 }
 
+/* QMax / QMin: each input requantized to the output's parameters and clamped to int8 (unless
+ * it already has them: a_same / b_same), then the larger (is_max) or the smaller. */
+typedef struct {
+    int is_max, a_same, b_same;
+    int32_t a_zp, b_zp, y_zp, act_min, act_max;
+    int32_t a_mult, b_mult;
+    int a_shift, b_shift, rule;
+} eq_minmax_t;
+
+static inline int64_t eq_at_output(int8_t x, int same, int32_t zp, int32_t m, int n,
+                                   int32_t y_zp, int rule) {
+    if (same)
+        return x;
+    int64_t v = eq_rescale(x - zp, m, n, rule) + y_zp;
+    return v < -128 ? -128 : (v > 127 ? 127 : v);
+}
+
+static void eq_minmax(const eq_minmax_t *p, const eq_bcast *B, const int8_t *a, const int8_t *b,
+                      int8_t *y) {
+    EQ_BCAST_LOOP(B, {
+        int64_t va = eq_at_output(a[ia], p->a_same, p->a_zp, p->a_mult, p->a_shift, p->y_zp,
+                                  p->rule);
+        int64_t vb = eq_at_output(b[ib], p->b_same, p->b_zp, p->b_mult, p->b_shift, p->y_zp,
+                                  p->rule);
+        y[iy] = eq_clamp(p->is_max ? (va > vb ? va : vb) : (va < vb ? va : vb), p->act_min,
+                         p->act_max);
+    })
+}
+
+/* QPRelu (TFLite's PRELU): d = x - x_zp; d >= 0: rescale(d, pos); else rescale(d (a - a_zp),
+ * neg), the slope a broadcast per channel. */
+typedef struct {
+    int32_t x_zp, a_zp, y_zp, act_min, act_max;
+    int32_t pos_mult, neg_mult;
+    int pos_shift, neg_shift, rule;
+} eq_prelu_t;
+
+static void eq_prelu(const eq_prelu_t *p, const eq_bcast *B, const int8_t *x,
+                     const int8_t *alpha, int8_t *y) {
+    EQ_BCAST_LOOP(B, {
+        int64_t d = x[ia] - p->x_zp;
+        int64_t v = d >= 0 ? eq_rescale(d, p->pos_mult, p->pos_shift, p->rule)
+                           : eq_rescale(d * (alpha[ib] - p->a_zp), p->neg_mult, p->neg_shift,
+                                        p->rule);
+        y[iy] = eq_clamp(v + p->y_zp, p->act_min, p->act_max);
+    })
+}
+
 /* Constant Pad of a c x H x W map to c x (H+pt+pb) x (W+pl+pr). */
 static void eq_pad(const int8_t *x, int8_t *y, int c, int h, int w, int pt, int pb, int pl,
                    int pr, int8_t value) {

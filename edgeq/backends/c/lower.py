@@ -495,6 +495,29 @@ def _qlookup(em: Emitter, node: Node, bcast: str, pa: str, py: str) -> str:
     return f"eq_lookup({table}, {bcast}, {pa}, {py});"
 
 
+@lowering("QMax", "QMin", kernel=Kernel.ELEMENTWISE, checks=(_rank_at_most_4,))
+def _qminmax(em: Emitter, node: Node, bcast: str, pa: str, py: str) -> str:
+    a = node.attrs
+    p = em.struct("eq_minmax_t", _fields(
+        is_max=int(node.op == "QMax"), a_same=int(a["a_mult"] is None),
+        b_same=int(a["b_mult"] is None), a_zp=int(a["a_zp"]), b_zp=int(a["b_zp"]),
+        y_zp=int(a["y_zp"]), act_min=int(a["act_min"]), act_max=int(a["act_max"]),
+        a_mult=int(a["a_mult"] or 0), b_mult=int(a["b_mult"] or 0),
+        a_shift=int(a["a_shift"] or 0), b_shift=int(a["b_shift"] or 0), rule=_rule(a)))
+    return f"eq_minmax(&{p}, {bcast}, {pa}, {em.ptr(node.inputs[1])}, {py});"
+
+
+@lowering("QPRelu", kernel=Kernel.ELEMENTWISE, checks=(_rank_at_most_4,))
+def _qprelu(em: Emitter, node: Node, bcast: str, pa: str, py: str) -> str:
+    a = node.attrs
+    p = em.struct("eq_prelu_t", _fields(
+        x_zp=int(a["x_zp"]), a_zp=int(a["a_zp"]), y_zp=int(a["y_zp"]),
+        act_min=int(a["act_min"]), act_max=int(a["act_max"]), pos_mult=int(a["pos_mult"]),
+        neg_mult=int(a["neg_mult"]), pos_shift=int(a["pos_shift"]),
+        neg_shift=int(a["neg_shift"]), rule=_rule(a)))
+    return f"eq_prelu(&{p}, {bcast}, {pa}, {em.ptr(node.inputs[1])}, {py});"
+
+
 # --- data movement ---------------------------------------------------------------------------
 @lowering("Reshape", "Flatten", "Squeeze", "Unsqueeze", kernel=Kernel.ALIAS)
 def _alias(em: Emitter, node: Node) -> str | None:

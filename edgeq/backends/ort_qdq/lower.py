@@ -1,8 +1,14 @@
-"""Integer graph -> QDQ ONNX. One lowering function per integer op (see the package docstring)."""
+"""Integer graph -> QDQ ONNX. One lowering function per integer op (see the package docstring).
+
+Each op's lowering is one function in ``LOWER``, registered (``@lowering``) with its support
+checks: ``check(node) -> reason | None``, whose docstring states the limit (and is the
+condition docs/supported_ops.md lists); ``GRAPH_CHECKS`` apply to the whole graph.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -13,22 +19,72 @@ from edgeq.ir.registry import registrar
 
 OPSET = 21
 SESSION_CONFIG = "session.x64quantprecision=1"
-LOWER: dict[str, Callable] = {}
-lowering = registrar(LOWER)
+Check = Callable[[Node], "str | None"]
+GraphCheck = Callable[[Graph], "str | None"]
+NO_LOWERING = "no QDQ lowering for this op"
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """One op's QDQ lowering: ``emit(builder, node)`` adds its ONNX nodes; ``checks`` return a
+    user-readable refusal reason or None, first failure wins."""
+
+    emit: Callable[["Builder", Node], None]
+    checks: tuple[Check, ...] = ()
+
+    def refusal(self, node: Node) -> str | None:
+        """The reason of the first check that fails on ``node``, or None."""
+        for check in self.checks:
+            reason = check(node)
+            if reason:
+                return reason
+        return None
+
+
+LOWER: dict[str, Lowering] = {}
+_register = registrar(LOWER)
+
+
+def lowering(*ops: str, checks: tuple[Check, ...] = ()) -> Callable[[Callable], Callable]:
+    """``@lowering("QConvTranspose", checks=(...))``: the decorated function is the QDQ
+    lowering of ``ops``; decorators stack when ops share a function but not their checks."""
+    def deco(fn: Callable) -> Callable:
+        _register(*ops)(Lowering(fn, checks))
+        return fn
+    return deco
+
+
+# --- graph-wide checks (each returns the reason it fails, or None) ----------------------------
+def _integer_graph(graph: Graph) -> str | None:
+    """The graph is an integer model (``edgeq quantize``)."""
+    if graph.metadata.get("quantized") != "int":
+        return "the graph is not quantized (run edgeq quantize first)"
+    return None
+
+
+GRAPH_CHECKS: tuple[GraphCheck, ...] = (_integer_graph,)
+
+
+# --- node checks --------------------------------------------------------------------------------
+def _ungrouped_transpose(n: Node) -> str | None:
+    """group is 1: a grouped ConvTranspose's per-channel weight scales lie on a split axis,
+    which DequantizeLinear cannot express."""
+    if n.attrs["group"] != 1:
+        return ("grouped transposed convolution has per-channel weights on a split axis, "
+                "which QDQ cannot express")
+    return None
 
 
 def supports(graph: Graph) -> list[Refusal]:
-    """One refusal per node ORT cannot take from this backend."""
+    """One refusal per node ORT cannot take from this backend (the first reason that applies
+    to it), then one per graph-wide check that fails."""
     reasons = []
     for n in graph.nodes:
-        if n.op not in LOWER:
-            reasons.append(Refusal(n.op, n.name, "no QDQ lowering for this op"))
-        elif n.op == "QConvTranspose" and n.attrs["group"] != 1:
-            reasons.append(Refusal(n.op, n.name, "grouped transposed convolution has "
-                                   "per-channel weights on a split axis, which QDQ cannot "
-                                   "express"))
-    if graph.metadata.get("quantized") != "int":
-        reasons.append(Refusal("", "", "the graph is not quantized (run edgeq quantize first)"))
+        lw = LOWER.get(n.op)
+        why = NO_LOWERING if lw is None else lw.refusal(n)
+        if why:
+            reasons.append(Refusal(n.op, n.name, why))
+    reasons += [Refusal("", "", why) for check in GRAPH_CHECKS if (why := check(graph))]
     return reasons
 
 
@@ -125,7 +181,8 @@ def _spatial(n: Node) -> dict:
     return {k: n.attrs[k] for k in keys if k in n.attrs}
 
 
-@lowering("QConv", "QConvTranspose")
+@lowering("QConvTranspose", checks=(_ungrouped_transpose,))
+@lowering("QConv")
 def _conv(b: Builder, n: Node) -> None:
     x, w = n.inputs[0], n.inputs[1]
     axis = 0 if n.op == "QConv" else 1
@@ -182,6 +239,20 @@ def _mul(b: Builder, n: Node) -> None:
     b.q(b.activation(y, n), n.outputs[0])
 
 
+@lowering("QMax", "QMin")
+def _min_max(b: Builder, n: Node) -> None:
+    """Max / Min of the dequantized inputs, quantized once: ORT rounds where edgeq requantizes
+    each input first (within 1 LSB: both round the same real to the output's scale)."""
+    y = b.node(n.op[1:], [b.dq(n.inputs[0]), b.dq(n.inputs[1])], n.name)
+    b.q(b.activation(y, n), n.outputs[0])
+
+
+@lowering("QPRelu")
+def _prelu(b: Builder, n: Node) -> None:
+    y = b.node("PRelu", [b.dq(n.inputs[0]), b.dq(n.inputs[1])], n.name)
+    b.q(b.activation(y, n), n.outputs[0])
+
+
 @lowering("Requantize")
 def _requantize(b: Builder, n: Node) -> None:
     b.q(b.activation(b.dq(n.inputs[0]), n), n.outputs[0])
@@ -193,6 +264,14 @@ def _average(b: Builder, n: Node) -> None:
     if n.op == "QAveragePool":
         attrs = {k: n.attrs[k] for k in ("kernel_shape", "strides", "pads", "ceil_mode",
                                          "count_include_pad") if k in n.attrs}
+        if attrs.get("ceil_mode") and attrs.get("count_include_pad") and any(attrs["pads"]):
+            # ORT's fused QLinearAveragePool divides a ceil-mode window that overruns the
+            # padding by a different count than AveragePool does (38 LSB measured): pad
+            # explicitly, which keeps the float AveragePool (the ONNX semantics) unfused
+            t, left, bot, r = attrs.pop("pads")
+            x = b.node("Pad", [x, b.const(f"{n.name}/pads", np.array(
+                [0, 0, t, left, 0, 0, bot, r], np.int64))], f"{n.name}/pad")
+            attrs["count_include_pad"] = 0
         y = b.node("AveragePool", [x], n.name, **attrs)
     elif n.op == "QGlobalAveragePool":
         y = b.node("GlobalAveragePool", [x], n.name)
@@ -343,7 +422,7 @@ def lower_graph(graph: Graph, nodes: list[Node] | None = None,
             inputs.append(helper.make_tensor_value_info(v.name, _onnx_type(v.dtype),
                                                         list(v.shape)))
     for n in nodes if nodes is not None else graph.nodes:
-        LOWER[n.op](b, n)
+        LOWER[n.op].emit(b, n)
     outputs = []
     if nodes is None:
         for v in graph.outputs:

@@ -122,7 +122,8 @@ class TfliteBackend(_TfliteFile):
         - FULLY_CONNECTED (QGemm, and QReduceMean, which is lowered to one) requantizes in
           float64: ``round(float64(acc) * (s_x * s_w[c] / s_y))``, half away from zero;
         - MUL derives its multiplier from ``s_a * s_b / s_y`` evaluated in float32, where every
-          other kernel (and TFLite Micro's MUL) evaluates it in float64.
+          other kernel (and TFLite Micro's MUL) evaluates it in float64; PRELU its two
+          (``s_x / s_y``, ``s_x * s_a / s_y``) likewise.
         """
         g = graph.copy()
         f64 = _f32_as_f64
@@ -139,6 +140,13 @@ class TfliteBackend(_TfliteFile):
                     n.inputs[0].qparams.scale[0], n.inputs[1].qparams.scale[0],
                     n.outputs[0].qparams.scale[0]))
                 n.attrs["multiplier"], n.attrs["shift"] = m, s
+            elif n.op == "QPRelu":
+                s_x, s_a = n.inputs[0].qparams.scale[0], n.inputs[1].qparams.scale[0]
+                s_y = n.outputs[0].qparams.scale[0]
+                n.attrs["pos_mult"], n.attrs["pos_shift"] = quantize_multiplier(
+                    float(np.float32(s_x) / np.float32(s_y)))
+                n.attrs["neg_mult"], n.attrs["neg_shift"] = quantize_multiplier(
+                    effective_scale_f32(s_x, s_a, s_y))
         return g
 
     def latency_ms(self, artifact: Artifact, feeds: Feeds) -> float:

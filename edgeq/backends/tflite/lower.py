@@ -5,10 +5,17 @@ The integer graph already follows TFLite's int8 arithmetic op by op (its multipl
 20-bit left shift, AVERAGE_POOL's rounding division), so the reference kernels reproduce the
 integer interpreter bit for bit. 4-D activations are NHWC; padding is TFLite's SAME or VALID
 when edgeq's explicit pads match one of them, else an explicit PADV2.
+
+Each op's lowering is one function in ``LOWER``, registered (``@lowering``) with its support
+checks: ``check(node, nhwc) -> reason | None``, whose docstring states the limit (and is the
+condition docs/supported_ops.md lists); ``nhwc`` is the layout analysis (``nhwc_values``).
+``NODE_CHECKS`` apply to every node, ``GRAPH_CHECKS`` to the whole graph. With
+``--allow-fallback``, ops in ``FALLBACK`` run as float islands where ``FALLBACK_OK`` says so.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -19,11 +26,46 @@ from edgeq.ops.resize import resize
 from edgeq.ir.graph import DType, Graph, Node, Value
 from edgeq.ir.registry import registrar
 
-LOWER: dict[str, Callable] = {}
-lowering = registrar(LOWER)
+Check = Callable[[Node, "set[str]"], "str | None"]
+GraphCheck = Callable[[Graph], "str | None"]
+NO_LOWERING = "no TFLite lowering for this op"
 NCHW_TO_NHWC = [0, 2, 3, 1]
 NHWC_TO_NCHW = [0, 3, 1, 2]
 AXIS_TO_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """One op's TFLite lowering: ``emit(writer, node)`` adds its operators; ``checks`` return
+    a user-readable refusal reason or None, first failure wins."""
+
+    emit: Callable[["Writer", Node], None]
+    checks: tuple[Check, ...] = ()
+
+    def refusal(self, node: Node, nhwc: set[str]) -> str | None:
+        """The reason of the first check that fails on ``node``, or None."""
+        for check in self.checks:
+            reason = check(node, nhwc)
+            if reason:
+                return reason
+        return None
+
+
+LOWER: dict[str, Lowering] = {}
+_register = registrar(LOWER)
+
+
+def lowering(*ops: str, checks: tuple[Check, ...] = ()) -> Callable[[Callable], Callable]:
+    """``@lowering("QGemm", checks=(...))``: the decorated function is the TFLite lowering of
+    ``ops``; decorators stack when ops share a function but not their checks. An op that
+    neither runs NHWC nor carries the layout must list ``_logical_layout``."""
+    def deco(fn: Callable) -> Callable:
+        for op in ops:
+            if not _layout_safe(op) and _logical_layout not in checks:
+                raise ValueError(f"TFLite lowering of {op}: list _logical_layout in its checks")
+        _register(*ops)(Lowering(fn, checks))
+        return fn
+    return deco
 
 
 def _schema():
@@ -53,6 +95,11 @@ def _carries_layout(op: str) -> bool:
     return has(op, "elementwise") or has(op, "axis_attr")
 
 
+def _layout_safe(op: str) -> bool:
+    """Lowered for NHWC tensors too: runs NHWC, carries the layout or converts it."""
+    return _nhwc_op(op) or _carries_layout(op) or has(op, "reorders")
+
+
 def nhwc_values(graph: Graph) -> set[str]:
     """Names of the 4-D values laid out NHWC: those a spatial op reads or writes, and every 4-D
     value joined to them through layout-agnostic ops. Other values (attention scores, 5-D
@@ -75,16 +122,142 @@ def nhwc_values(graph: Graph) -> set[str]:
     return out
 
 
-def supports(graph: Graph, fallback: bool = False) -> list[Refusal]:
-    """One refusal per node TFLite's integer kernels cannot take. With ``fallback``, nodes
-    that can run as a float island (DEQUANTIZE -> float builtin -> QUANTIZE) are not listed."""
-    reasons = []
+# --- graph-wide checks (each returns the reason it fails, or None) ----------------------------
+def _integer_graph(graph: Graph) -> str | None:
+    """The graph is an integer model (``edgeq quantize``)."""
     if graph.metadata.get("quantized") != "int":
-        reasons.append(Refusal("", "", "the graph is not quantized (run edgeq quantize first)"))
-    elif graph.metadata.get("rounding") != "tflite":
-        reasons.append(Refusal("", "", "quantize with --rounding tflite: TFLite's kernels round "
-                               "differently from edgeq's rule, and exactness needs the integer "
-                               "model to follow theirs"))
+        return "the graph is not quantized (run edgeq quantize first)"
+    return None
+
+
+def _tflite_rounding(graph: Graph) -> str | None:
+    """The integer model follows TFLite's requantization rule (``--rounding tflite``, which
+    export picks for a TFLite target): exactness needs TFLite's rounding."""
+    if graph.metadata.get("quantized") == "int" and graph.metadata.get("rounding") != "tflite":
+        return ("quantize with --rounding tflite: TFLite's kernels round differently from "
+                "edgeq's rule, and exactness needs the integer model to follow theirs")
+    return None
+
+
+GRAPH_CHECKS: tuple[GraphCheck, ...] = (_integer_graph, _tflite_rounding)
+
+
+# --- node checks --------------------------------------------------------------------------------
+def _int8_activations(n: Node, nhwc: set[str]) -> str | None:
+    """Every activation it reads or writes is int8 (int16 activations are not lowered)."""
+    if any(v is not None and not v.is_const and v.dtype != DType.INT8
+           for v in n.inputs + n.outputs):
+        return "int16 activations are not lowered to TFLite"
+    return None
+
+
+NODE_CHECKS: tuple[Check, ...] = (_int8_activations,)
+
+
+def _plain_or_depthwise(n: Node, nhwc: set[str]) -> str | None:
+    """group is 1 (CONV_2D) or one group per input channel with one input channel per filter
+    (DEPTHWISE_CONV_2D): other groupings have no builtin."""
+    g, c = n.attrs["group"], n.inputs[0].shape[1]
+    if g != 1 and not (g == c and n.inputs[1].shape[1] == 1):
+        return f"grouped convolution (group={g}, {c} channels) has no TFLite builtin"
+    return None
+
+
+def _padding_not_counted(n: Node, nhwc: set[str]) -> str | None:
+    """Padding is left out of the average (``count_include_pad=0``, quantized with
+    ``--rounding tflite``): AVERAGE_POOL_2D divides by the valid count."""
+    if n.attrs.get("flavor") != "tflite":
+        return "average pooling that counts padding has no TFLite form"
+    return None
+
+
+def _no_ceil_mode(n: Node, nhwc: set[str]) -> str | None:
+    """No ``ceil_mode``: TFLite's pools have floor output sizes."""
+    if n.attrs.get("ceil_mode"):
+        return "ceil_mode pooling has no TFLite form"
+    return None
+
+
+def _same_or_valid_pool_pads(n: Node, nhwc: set[str]) -> str | None:
+    """Padding is none (VALID) or TFLite's SAME: AVERAGE_POOL_2D takes no explicit pads."""
+    if any(n.attrs["pads"]) and n.attrs["pads"] != same_pads(
+            n.inputs[0].shape[2:], n.attrs["kernel_shape"], n.attrs["strides"], [1, 1]):
+        return "average pooling padding is neither SAME nor VALID"
+    return None
+
+
+def _fc_rank_at_most_4(n: Node, nhwc: set[str]) -> str | None:
+    """An input of rank <= 4 (FULLY_CONNECTED)."""
+    if len(n.inputs[0].shape) > 4:
+        return "fully connected layers on inputs of rank > 4"
+    return None
+
+
+def _per_tensor_multiplier(n: Node, nhwc: set[str]) -> str | None:
+    """The second operand has one scale: MUL has no per-channel form (with
+    ``--allow-fallback`` a constant per-channel multiplier runs in float)."""
+    if len(n.inputs[1].qparams.scale if n.inputs[1].qparams else ()) > 1:
+        return "per-channel constant multipliers have no TFLite MUL form"
+    return None
+
+
+def _nearest_pixels_match(n: Node, nhwc: set[str]) -> str | None:
+    """Nearest resizing of H and W only, where some align_corners / half_pixel_centers setting
+    of RESIZE_NEAREST_NEIGHBOR picks the same source pixels (``resize_flags``)."""
+    if resize_flags(n) is None:
+        return ("no TFLite RESIZE_NEAREST_NEIGHBOR mode picks the same source pixels "
+                f"(mode {n.attrs.get('mode')!r}, "
+                f"{n.attrs.get('coordinate_transformation_mode')!r})")
+    return None
+
+
+def _tflite_softmax(n: Node, nhwc: set[str]) -> str | None:
+    """TFLite's int8 softmax arithmetic (quantized with ``--rounding tflite``)."""
+    if n.attrs.get("flavor") != "tflite":
+        return "edgeq's integer softmax is not TFLite's: quantize with --rounding tflite"
+    return None
+
+
+def _logical_layout(n: Node, nhwc: set[str]) -> str | None:
+    """No tensor it reads or writes is laid out NHWC (``nhwc_values``: it meets no
+    convolution, pooling, pad or resize through layout-agnostic ops): it is lowered for
+    logical layouts only."""
+    if not _layout_safe(n.op) and any(v is not None and v.name in nhwc
+                                      for v in n.inputs + n.outputs):
+        return ("a tensor it reads or writes is laid out NHWC in TFLite (it meets a "
+                "convolution, pooling or pad) and this op is lowered for logical layouts "
+                "only")
+    return None
+
+
+def _mean_as_fc(n: Node, nhwc: set[str]) -> str | None:
+    """TFLite's arithmetic for means (a FULLY_CONNECTED layer of ones; quantized with
+    ``--rounding tflite``): TFLite's MEAN requantizes in float."""
+    if "fc_weight_scale" not in n.attrs:
+        return "mean without TFLite's arithmetic: quantize with --rounding tflite"
+    return None
+
+
+def _batch_matmul_operands(n: Node, nhwc: set[str]) -> str | None:
+    """Two activations with equal batch dimensions (BATCH_MATMUL; constant right operands
+    become QGemm)."""
+    if n.inputs[1].is_const or list(n.inputs[0].shape[:-2]) != list(n.inputs[1].shape[:-2]):
+        return "BATCH_MATMUL needs two activations with equal batch dimensions"
+    return None
+
+
+def _constant_nonnegative_pads(n: Node, nhwc: set[str]) -> str | None:
+    """Constant, non-negative padding (PADV2): no reflect or edge mode, no cropping."""
+    if n.attrs.get("mode", "constant") != "constant" or min(n.attrs["pads"]) < 0:
+        return "only constant, non-negative padding is lowered"
+    return None
+
+
+def supports(graph: Graph, fallback: bool = False) -> list[Refusal]:
+    """One refusal per graph-wide check that fails and per node TFLite's integer kernels cannot
+    take. With ``fallback``, nodes that can run as a float island (DEQUANTIZE -> float builtin
+    -> QUANTIZE) are not listed."""
+    reasons = [Refusal("", "", why) for check in GRAPH_CHECKS if (why := check(graph))]
     nhwc = nhwc_values(graph)
     keep_float = {n.name for n in fallback_nodes(graph)} if fallback else set()
     for n in graph.nodes:
@@ -95,48 +268,16 @@ def supports(graph: Graph, fallback: bool = False) -> list[Refusal]:
 
 
 def _node_reason(n: Node, nhwc: set[str]) -> str | None:
-    """Why TFLite's integer kernels cannot take node ``n`` (None if they can)."""
-    why = None
-    if n.op not in LOWER:
-        why = "no TFLite lowering for this op"
-    elif any(v is not None and not v.is_const and v.dtype != DType.INT8
-             for v in n.inputs + n.outputs):
-        why = "int16 activations are not lowered to TFLite"
-    elif n.op == "QConv":
-        g, c = n.attrs["group"], n.inputs[0].shape[1]
-        if g != 1 and not (g == c and n.inputs[1].shape[1] == 1):
-            why = f"grouped convolution (group={g}, {c} channels) has no TFLite builtin"
-    elif n.op == "QAveragePool" and n.attrs.get("flavor") != "tflite":
-        why = "average pooling that counts padding has no TFLite form"
-    elif n.op in ("QAveragePool", "MaxPool") and n.attrs.get("ceil_mode"):
-        why = "ceil_mode pooling has no TFLite form"
-    elif n.op == "QAveragePool" and any(n.attrs["pads"]) and n.attrs["pads"] != same_pads(
-            n.inputs[0].shape[2:], n.attrs["kernel_shape"], n.attrs["strides"], [1, 1]):
-        why = "average pooling padding is neither SAME nor VALID"
-    elif n.op == "QGemm" and len(n.inputs[0].shape) > 4:
-        why = "fully connected layers on inputs of rank > 4"
-    elif n.op == "QMul" and len(n.inputs[1].qparams.scale if n.inputs[1].qparams else ()) > 1:
-        why = "per-channel constant multipliers have no TFLite MUL form"
-    elif n.op == "Resize" and resize_flags(n) is None:
-        why = ("no TFLite RESIZE_NEAREST_NEIGHBOR mode picks the same source pixels "
-               f"(mode {n.attrs.get('mode')!r}, "
-               f"{n.attrs.get('coordinate_transformation_mode')!r})")
-    elif n.op == "QSoftmax" and n.attrs.get("flavor") != "tflite":
-        why = "edgeq's integer softmax is not TFLite's: quantize with --rounding tflite"
-    elif not (_nhwc_op(n.op) or _carries_layout(n.op) or has(n.op, "reorders")) and any(
-            v is not None and v.name in nhwc for v in n.inputs + n.outputs):
-        why = ("a tensor it reads or writes is laid out NHWC in TFLite (it meets a "
-               "convolution, pooling or pad) and this op is lowered for logical layouts "
-               "only")
-    elif n.op == "QReduceMean" and "fc_weight_scale" not in n.attrs:
-        why = "mean without TFLite's arithmetic: quantize with --rounding tflite"
-    elif n.op == "QMatMul" and (n.inputs[1].is_const or
-                                list(n.inputs[0].shape[:-2]) != list(n.inputs[1].shape[:-2])):
-        why = "BATCH_MATMUL needs two activations with equal batch dimensions"
-    elif n.op == "Pad" and (n.attrs.get("mode", "constant") != "constant"
-                            or min(n.attrs["pads"]) < 0):
-        why = "only constant, non-negative padding is lowered"
-    return why
+    """Why TFLite's integer kernels cannot take node ``n`` (None if they can): no lowering,
+    else the first of ``NODE_CHECKS`` and the lowering's checks that fails."""
+    lw = LOWER.get(n.op)
+    if lw is None:
+        return NO_LOWERING
+    for check in NODE_CHECKS:
+        why = check(n, nhwc)
+        if why:
+            return why
+    return lw.refusal(n, nhwc)
 
 
 def fallback_nodes(graph: Graph) -> list[Node]:
@@ -293,7 +434,7 @@ class Writer:
         return out, P.VALID
 
 
-@lowering("QConv")
+@lowering("QConv", checks=(_plain_or_depthwise,))
 def _conv(w: Writer, n: Node) -> None:
     s = w.s
     a = n.attrs
@@ -329,7 +470,7 @@ def _conv(w: Writer, n: Node) -> None:
     w.op(code, [xin, wi, bi], [w.act(y)], otype, o)
 
 
-@lowering("QGemm")
+@lowering("QGemm", checks=(_fc_rank_at_most_4, _logical_layout))
 def _fc(w: Writer, n: Node) -> None:
     s = w.s
     x, wt, b = n.inputs
@@ -346,7 +487,8 @@ def _fc(w: Writer, n: Node) -> None:
          s.BuiltinOptions.FullyConnectedOptions, o)
 
 
-@lowering("QAdd", "QMul")
+@lowering("QMul", checks=(_per_tensor_multiplier,))
+@lowering("QAdd")
 def _binary(w: Writer, n: Node) -> None:
     s = w.s
     if n.op == "QMul":
@@ -356,6 +498,12 @@ def _binary(w: Writer, n: Node) -> None:
     else:
         o, code, otype = s.AddOptionsT(), s.BuiltinOperator.ADD, s.BuiltinOptions.AddOptions
     o.fusedActivationFunction = w.fused(n)
+    w.op(code, _operands(w, n), [w.act(n.outputs[0])], otype, o)
+
+
+def _operands(w: Writer, n: Node) -> list[int]:
+    """The tensors of an element-wise node's inputs; constants broadcast to NHWC where the
+    output is."""
     ins = []
     rank = len(n.outputs[0].shape)
     for v in n.inputs:
@@ -363,10 +511,38 @@ def _binary(w: Writer, n: Node) -> None:
                 n.outputs[0].name in w.nhwc:  # broadcast constants to NHWC
             v.const = v.const.reshape((1,) * (rank - v.const.ndim) + v.const.shape)
         ins.append(w.act(v))
-    w.op(code, ins, [w.act(n.outputs[0])], otype, o)
+    return ins
 
 
-@lowering("QAveragePool", "MaxPool")
+@lowering("QMax", "QMin")
+def _min_max(w: Writer, n: Node) -> None:
+    """Exact: each input not at the output's parameters gets a QUANTIZE to them (TFLite's int8
+    requantization, the tflite rule), then MAXIMUM / MINIMUM compare the int8 values."""
+    s = w.s
+    y = n.outputs[0]
+    ins = []
+    for v, t, mult in zip(n.inputs, _operands(w, n), (n.attrs["a_mult"], n.attrs["b_mult"])):
+        if mult is not None:
+            q = w.tensor(f"{n.name}/{v.name}/at_output", w.tensors[t].shape, np.int8, None,
+                         w._qparams(y.qparams.scale, y.qparams.zero_point))
+            w.op(s.BuiltinOperator.QUANTIZE, [t], [q])
+            t = q
+        ins.append(t)
+    code = s.BuiltinOperator.MAXIMUM if n.op == "QMax" else s.BuiltinOperator.MINIMUM
+    w.op(code, ins, [w.act(y)], s.BuiltinOptions.MaximumMinimumOptions,
+         s.MaximumMinimumOptionsT())
+
+
+@lowering("QPRelu")
+def _prelu(w: Writer, n: Node) -> None:
+    """TFLite's PRELU: the same two multipliers and rounding (LiteRT derives them in float32,
+    ``TfliteBackend.reference_graph``)."""
+    w.op(w.s.BuiltinOperator.PRELU, _operands(w, n), [w.act(n.outputs[0])])
+
+
+@lowering("MaxPool", checks=(_no_ceil_mode,))
+@lowering("QAveragePool", checks=(_padding_not_counted, _no_ceil_mode,
+                                  _same_or_valid_pool_pads))
 def _pool(w: Writer, n: Node) -> None:
     s = w.s
     a = n.attrs
@@ -464,7 +640,7 @@ def _lookup(w: Writer, n: Node) -> None:
     w.op(s.BuiltinOperator.GATHER, [ti, idx], [w.act(y)], s.BuiltinOptions.GatherOptions, go)
 
 
-@lowering("QSoftmax")
+@lowering("QSoftmax", checks=(_tflite_softmax, _logical_layout))
 def _softmax(w: Writer, n: Node) -> None:
     """TFLite's int8 SOFTMAX (beta 1, output 1/256 and -128): the tflite flavor of QSoftmax
     follows its arithmetic, so the reference kernels match bit for bit."""
@@ -509,7 +685,7 @@ def resize_flags(n: Node) -> tuple[bool, bool] | None:
     return None
 
 
-@lowering("Resize")
+@lowering("Resize", checks=(_nearest_pixels_match,))
 def _resize(w: Writer, n: Node) -> None:
     """Nearest resize is data movement: exact when TFLite picks the same pixels."""
     s = w.s
@@ -571,7 +747,7 @@ def _split(w: Writer, n: Node) -> None:
          [w.act(v) for v in n.outputs], s.BuiltinOptions.SplitVOptions, o)
 
 
-@lowering("QMatMul")
+@lowering("QMatMul", checks=(_logical_layout, _batch_matmul_operands))
 def _batch_matmul(w: Writer, n: Node) -> None:
     s = w.s
     o = s.BatchMatMulOptionsT()
@@ -580,7 +756,7 @@ def _batch_matmul(w: Writer, n: Node) -> None:
          [w.act(n.outputs[0])], s.BuiltinOptions.BatchMatMulOptions, o)
 
 
-@lowering("QReduceMean")
+@lowering("QReduceMean", checks=(_logical_layout, _mean_as_fc))
 def _mean(w: Writer, n: Node) -> None:
     """Mean as TFLite computes it in integers: the reduced axes moved last (TRANSPOSE), merged
     (RESHAPE), then a FULLY_CONNECTED with one output and weights of 1 at scale 1/count, whose
@@ -624,7 +800,7 @@ def _mean(w: Writer, n: Node) -> None:
          [w.act(y)], s.BuiltinOptions.ReshapeOptions, ro)
 
 
-@lowering("Pad")
+@lowering("Pad", checks=(_constant_nonnegative_pads,))
 def _pad(w: Writer, n: Node) -> None:
     x = n.inputs[0]
     p = n.attrs["pads"]
@@ -638,10 +814,37 @@ def _pad(w: Writer, n: Node) -> None:
          [w.act(n.outputs[0])], w.s.BuiltinOptions.PadV2Options, w.s.PadV2OptionsT())
 
 
-FALLBACK: dict[str, Callable] = {}
-FALLBACK_OK: dict[str, Callable] = {}
+FALLBACK: dict[str, Callable[[Writer, Node], None]] = {}  # op -> its float island
+FALLBACK_OK: dict[str, Callable[[Node], bool]] = {}  # op -> whether the island takes the node
 
 
+def fallback(op: str, ok: Callable[[Node], bool]) -> Callable[[Callable], Callable]:
+    """``@fallback("QMul", ok=...)``: the decorated function lowers ``op`` as a float island
+    (``--allow-fallback``) for the nodes the integer checks refuse and ``ok`` accepts; ``ok``'s
+    docstring states when."""
+    def deco(fn: Callable) -> Callable:
+        FALLBACK[op], FALLBACK_OK[op] = fn, ok
+        return fn
+    return deco
+
+
+def _float_pool_padding_ok(n: Node) -> bool:
+    """No ``ceil_mode``; padding counted (an explicit zero PAD), none, or TFLite's SAME."""
+    a = n.attrs
+    if a.get("ceil_mode"):
+        return False
+    return a.get("count_include_pad") or not any(a["pads"]) or a["pads"] == same_pads(
+        n.inputs[0].shape[2:], a["kernel_shape"], a["strides"], [1, 1])
+
+
+def _float_mul_ok(n: Node) -> bool:
+    """A constant second operand, int8 activations and no clamp beyond the int8 range."""
+    return n.inputs[1].is_const and all(
+        v is not None and v.dtype == DType.INT8 for v in n.inputs + n.outputs) \
+        and n.attrs["act_min"] == -128 and n.attrs["act_max"] == 127
+
+
+@fallback("QAveragePool", ok=_float_pool_padding_ok)
 def _float_pool(w: Writer, n: Node) -> None:
     """Average pooling in float: padding counted (count_include_pad) is an explicit zero PAD
     then a VALID pool; otherwise TFLite's SAME, which leaves padding out of the count."""
@@ -668,14 +871,7 @@ def _float_pool(w: Writer, n: Node) -> None:
     w.requantized(yf, y)
 
 
-def _float_pool_padding_ok(n: Node) -> bool:
-    a = n.attrs
-    if a.get("ceil_mode"):
-        return False
-    return a.get("count_include_pad") or not any(a["pads"]) or a["pads"] == same_pads(
-        n.inputs[0].shape[2:], a["kernel_shape"], a["strides"], [1, 1])
-
-
+@fallback("QMul", ok=_float_mul_ok)
 def _float_mul(w: Writer, n: Node) -> None:
     """Multiplication by a per-channel constant in float."""
     s = w.s
@@ -686,13 +882,6 @@ def _float_mul(w: Writer, n: Node) -> None:
     o.fusedActivationFunction = s.ActivationFunctionType.NONE
     w.op(s.BuiltinOperator.MUL, ins, [yf], s.BuiltinOptions.MulOptions, o)
     w.requantized(yf, y)
-
-
-FALLBACK.update(QAveragePool=_float_pool, QMul=_float_mul)
-FALLBACK_OK.update(QAveragePool=_float_pool_padding_ok,
-                   QMul=lambda n: n.inputs[1].is_const and all(
-                       v is not None and v.dtype == DType.INT8 for v in n.inputs + n.outputs)
-                   and n.attrs["act_min"] == -128 and n.attrs["act_max"] == 127)
 
 
 def lower_graph(graph: Graph, fallback: bool = False) -> bytes:
@@ -706,7 +895,7 @@ def lower_graph(graph: Graph, fallback: bool = False) -> bytes:
     for v in g.inputs:
         w.act(v)
     for n in g.nodes:
-        (FALLBACK[n.op] if n.name in keep_float else LOWER[n.op])(w, n)
+        (FALLBACK[n.op] if n.name in keep_float else LOWER[n.op].emit)(w, n)
     s = w.s
     sub = s.SubGraphT()
     sub.tensors = w.tensors

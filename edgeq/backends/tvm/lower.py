@@ -1,7 +1,13 @@
-"""Integer graph -> Relax IRModule, one lowering function per integer op (exact semantics)."""
+"""Integer graph -> Relax IRModule, one lowering function per integer op (exact semantics).
+
+Each op's lowering is one function in ``LOWER``, registered (``@lowering``) with its support
+checks: ``check(node) -> reason | None``, whose docstring states the limit (and is the
+condition docs/supported_ops.md lists); ``GRAPH_CHECKS`` apply to the whole graph.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -12,24 +18,77 @@ from edgeq.ir.registry import registrar
 from edgeq.ops.pool import pool_output_hw
 from edgeq.ops.resize import nearest_index, resize_coords
 
-LOWER: dict[str, Callable] = {}
-lowering = registrar(LOWER)
+Check = Callable[[Node], "str | None"]
+GraphCheck = Callable[[Graph], "str | None"]
+NO_LOWERING = "no Relax lowering for this op yet"
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """One op's Relax lowering: ``emit(lowerer, node)`` binds its outputs in ``lowerer.env``;
+    ``checks`` return a user-readable refusal reason or None, first failure wins."""
+
+    emit: Callable[["Lowerer", Node], None]
+    checks: tuple[Check, ...] = ()
+
+    def refusal(self, node: Node) -> str | None:
+        """The reason of the first check that fails on ``node``, or None."""
+        for check in self.checks:
+            reason = check(node)
+            if reason:
+                return reason
+        return None
+
+
+LOWER: dict[str, Lowering] = {}
+_register = registrar(LOWER)
+
+
+def lowering(*ops: str, checks: tuple[Check, ...] = ()) -> Callable[[Callable], Callable]:
+    """``@lowering("Pad", checks=(...))``: the decorated function is the Relax lowering of
+    ``ops``."""
+    def deco(fn: Callable) -> Callable:
+        _register(*ops)(Lowering(fn, checks))
+        return fn
+    return deco
+
+
+# --- graph-wide checks (each returns the reason it fails, or None) ----------------------------
+def _integer_graph(graph: Graph) -> str | None:
+    """The graph is an integer model (``edgeq quantize``)."""
+    if graph.metadata.get("quantized") != "int":
+        return "the graph is not quantized (run edgeq quantize first)"
+    return None
+
+
+def _known_rounding(graph: Graph) -> str | None:
+    """The requantization rule is edgeq's or TFLite's (docs/numerics.md): the lowering spells
+    both."""
+    if graph.metadata.get("rounding", "edgeq") not in ("edgeq", "tflite"):
+        return f"rounding rule {graph.metadata.get('rounding')!r} is not implemented"
+    return None
+
+
+GRAPH_CHECKS: tuple[GraphCheck, ...] = (_integer_graph, _known_rounding)
+
+
+# --- node checks --------------------------------------------------------------------------------
+def _constant_nonnegative_pads(n: Node) -> str | None:
+    """Constant, non-negative padding (``nn.pad``): no reflect or edge mode, no cropping."""
+    if n.attrs.get("mode", "constant") != "constant" or min(n.attrs["pads"]) < 0:
+        return "only constant, non-negative padding is lowered"
+    return None
 
 
 def supports(graph: Graph) -> list[Refusal]:
-    reasons = []
-    if graph.metadata.get("quantized") != "int":
-        reasons.append(Refusal("", "", "the graph is not quantized (run edgeq quantize first)"))
-    if graph.metadata.get("rounding", "edgeq") not in ("edgeq", "tflite"):
-        reasons.append(Refusal("", "", f"rounding rule {graph.metadata.get('rounding')!r} is "
-                               f"not implemented"))
+    """One refusal per graph-wide check that fails and per node the Relax lowering cannot
+    take (the first reason that applies to it)."""
+    reasons = [Refusal("", "", why) for check in GRAPH_CHECKS if (why := check(graph))]
     for n in graph.nodes:
-        if n.op not in LOWER:
-            reasons.append(Refusal(n.op, n.name, "no Relax lowering for this op yet"))
-        elif n.op == "Pad" and (n.attrs.get("mode", "constant") != "constant" or
-                                min(n.attrs["pads"]) < 0):
-            reasons.append(Refusal(n.op, n.name, "only constant, non-negative padding is "
-                                   "lowered"))
+        lw = LOWER.get(n.op)
+        why = NO_LOWERING if lw is None else lw.refusal(n)
+        if why:
+            reasons.append(Refusal(n.op, n.name, why))
     return reasons
 
 
@@ -190,6 +249,35 @@ def _requantize(lw: Lowerer, n: Node) -> None:
     a = n.attrs
     lw.out(lw.rescale(lw.centered(n.inputs[0], a["x_zp"], "int64"), a["multiplier"],
                       a["shift"], len(n.outputs[0].shape), rule=lw.rule(n)), n)
+
+
+@lowering("QMax", "QMin")
+def _min_max(lw: Lowerer, n: Node) -> None:
+    a = n.attrs
+    rank = len(n.outputs[0].shape)
+    lo, hi = int(np.iinfo(a["dtype"]).min), int(np.iinfo(a["dtype"]).max)
+
+    def at_output(v, zp, mult, shift):
+        if mult is None:
+            return lw.emit(lw.op.astype(lw.val(v), "int64"))
+        y = lw.rescale(lw.centered(v, zp, "int64"), mult, shift, rank, rule=lw.rule(n))
+        return lw.emit(lw.op.clip(lw.op.add(y, lw.c(np.int64(a["y_zp"]))), lo, hi))
+    xa = at_output(n.inputs[0], a["a_zp"], a["a_mult"], a["a_shift"])
+    ya = at_output(n.inputs[1], a["b_zp"], a["b_mult"], a["b_shift"])
+    pick = lw.op.maximum if n.op == "QMax" else lw.op.minimum
+    y = lw.op.clip(pick(xa, ya), int(a["act_min"]), int(a["act_max"]))
+    lw.env[n.outputs[0].name] = lw.emit(lw.op.astype(y, a["dtype"]))
+
+
+@lowering("QPRelu")
+def _prelu(lw: Lowerer, n: Node) -> None:
+    a = n.attrs
+    rank = len(n.outputs[0].shape)
+    d = lw.centered(n.inputs[0], a["x_zp"], "int64")
+    pos = lw.rescale(d, a["pos_mult"], a["pos_shift"], rank, rule=lw.rule(n))
+    prod = lw.emit(lw.op.multiply(d, lw.centered(n.inputs[1], a["a_zp"], "int64")))
+    neg = lw.rescale(prod, a["neg_mult"], a["neg_shift"], rank, rule=lw.rule(n))
+    lw.out(lw.emit(lw.op.where(lw.op.greater_equal(d, lw.c(np.int64(0))), pos, neg)), n)
 
 
 def _window_sum(lw: Lowerer, n: Node, xc, c: int):
@@ -469,7 +557,7 @@ def _take_based(lw: Lowerer, n: Node) -> None:
     lw.env[n.outputs[0].name] = y
 
 
-@lowering("Pad")
+@lowering("Pad", checks=(_constant_nonnegative_pads,))
 def _pad(lw: Lowerer, n: Node) -> None:
     a = n.attrs
     p = a["pads"]
@@ -491,7 +579,7 @@ def build_module(graph: Graph):
             for v, p in zip(graph.inputs, params):
                 lw.env[v.name] = p
             for n in graph.nodes:
-                LOWER[n.op](lw, n)
+                LOWER[n.op].emit(lw, n)
             outs = [lw.env[v.name] for v in graph.outputs]
             out = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
         bb.emit_func_output(out)
