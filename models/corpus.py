@@ -1,0 +1,197 @@
+"""The real-model corpus: architectures people ship, exported the way real exporters export them,
+with weights drawn so the nets are not chaotic. Nothing is downloaded (``weights=None``,
+``pretrained=False``).
+
+- torchvision classifiers under ~600 M MACs, exported by ``torch.onnx.export`` (TorchScript,
+  opset 17), and a segmentation head (LR-ASPP MobileNetV3);
+- a sample of ``timm`` mobile architectures;
+- every net gets real batch-norm statistics from photo crops (``data.photo_crops``), and a few
+  dead channels (max |w| of 1e-34 and 7e-10), as trained checkpoints carry.
+
+``python -m models.corpus --out build/corpus [--only NAME ...]`` writes ``NAME.onnx`` and
+``manifest.json`` (input shape, ImageNet normalization, source). Building needs the ``corpus``
+extra (torchvision, timm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+from models import data
+
+SIZE = 224
+# name -> (package, constructor, input size, note)
+CORPUS: dict[str, tuple[str, str, int, str]] = {
+    "tv_mobilenet_v2": ("torchvision", "mobilenet_v2", 224, "torchvision classifier"),
+    "tv_mobilenet_v3_small": ("torchvision", "mobilenet_v3_small", 224, "hard-swish, SE blocks"),
+    "tv_mobilenet_v3_large": ("torchvision", "mobilenet_v3_large", 224, "hard-swish, SE blocks"),
+    "tv_mnasnet0_5": ("torchvision", "mnasnet0_5", 224, "torchvision classifier"),
+    "tv_shufflenet_v2_x0_5": ("torchvision", "shufflenet_v2_x0_5", 224, "channel shuffle"),
+    "tv_squeezenet1_1": ("torchvision", "squeezenet1_1", 224, "ceil-mode max pooling"),
+    "tv_efficientnet_b0": ("torchvision", "efficientnet_b0", 224, "SiLU, SE blocks"),
+    "tv_regnet_x_400mf": ("torchvision", "regnet_x_400mf", 224, "grouped convolutions"),
+    "tv_regnet_y_400mf": ("torchvision", "regnet_y_400mf", 224, "grouped convolutions, SE"),
+    "tv_resnet18": ("torchvision", "resnet18", 224, "torchvision classifier"),
+    "tv_lraspp_mobilenet_v3": ("torchvision.segmentation", "lraspp_mobilenet_v3_large", 224,
+                               "segmentation head: bilinear Resize, sigmoid gate"),
+    "timm_mobilenetv3_small_100": ("timm", "mobilenetv3_small_100", 224, "timm classifier"),
+    "timm_efficientnet_lite0": ("timm", "efficientnet_lite0", 224, "ReLU6, no SE"),
+    "timm_ghostnet_100": ("timm", "ghostnet_100", 224, "ghost modules: Slice, Concat"),
+    "timm_fbnetc_100": ("timm", "fbnetc_100", 224, "timm classifier"),
+    "timm_repvgg_a0": ("timm", "repvgg_a0", 224, "re-parameterizable blocks"),
+    "timm_mobilevit_xxs": ("timm", "mobilevit_xxs", 256, "attention, unfold via Reshape"),
+}
+
+
+def _torchvision():
+    """torchvision's registry wheel is a CUDA build whose compiled ops do not load beside the
+    CPU torch; the architectures need only the two op schemas its meta registrations name."""
+    import torch
+
+    try:
+        import torchvision
+        return torchvision
+    except RuntimeError:
+        pass
+    lib = torch.library.Library("torchvision", "DEF")
+    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _torchvision.lib = lib  # keep the definitions alive
+    import torchvision
+    return torchvision
+
+
+def _construct(package: str, ctor: str):
+    import torch
+
+    torch.manual_seed(0)
+    if package == "timm":
+        _torchvision()
+        import timm
+        return timm.create_model(ctor, pretrained=False)
+    tv = _torchvision()
+    if package == "torchvision.segmentation":
+        m = getattr(tv.models.segmentation, ctor)(weights=None, weights_backbone=None,
+                                                   num_classes=4)
+        return _OutOnly(m)
+    return getattr(tv.models, ctor)(weights=None)
+
+
+def _OutOnly(m):
+    """Segmentation models return a dict: export its ``out`` tensor."""
+    import torch
+
+    class OutOnly(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x)["out"]
+    return OutOnly(m)
+
+
+def _real_bn_stats(module, size: int, seed: int) -> None:
+    """Running statistics from photo crops (normalized as ImageNet nets expect), then gamma
+    and beta drawn near 1 and 0: a random-weight net with default statistics is chaotic."""
+    import torch
+
+    crops = data.normalize(data.photo_crops(32, size, seed=seed), data.IMAGENET_MEAN,
+                           data.IMAGENET_STD)
+    gen = torch.Generator().manual_seed(seed)
+    bns = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    module.train()
+    with torch.no_grad():
+        for i in range(0, 32, 8):
+            module(torch.from_numpy(crops[i:i + 8]))
+        for m in bns:
+            if m.affine:
+                m.weight.copy_(torch.empty_like(m.weight).uniform_(0.6, 1.4, generator=gen))
+                m.bias.copy_(torch.empty_like(m.bias).normal_(0, 0.1, generator=gen))
+    module.eval()
+
+
+def _dead_channels(module) -> list[str]:
+    """Two channels of the first convolution with more than 8 outputs go (nearly) dead: max |w|
+    of 1e-34 and 7e-10, as found in trained checkpoints."""
+    import torch
+
+    for name, m in module.named_modules():
+        if isinstance(m, torch.nn.Conv2d) and m.out_channels > 8:
+            with torch.no_grad():
+                m.weight[1].mul_(1e-34 / m.weight[1].abs().max().clamp_min(1e-30))
+                m.weight[2].mul_(7e-10 / m.weight[2].abs().max().clamp_min(1e-30))
+            return [f"{name}[1]", f"{name}[2]"]
+    return []
+
+
+def build_one(name: str, out: str) -> dict[str, Any]:
+    import torch
+
+    package, ctor, size, note = CORPUS[name]
+    module = _construct(package, ctor)
+    _real_bn_stats(module, size, seed=3)
+    dead = _dead_channels(module)
+    path = os.path.join(out, f"{name}.onnx")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(1, 3, size, size),), path + ".tmp", dynamo=False,
+                          opset_version=17, input_names=["input"], output_names=["output"])
+    os.replace(path + ".tmp", path)
+    return {"file": f"{name}.onnx", "input_shape": [1, 3, size, size],
+            "mean": list(data.IMAGENET_MEAN), "std": list(data.IMAGENET_STD),
+            "source": f"{package}.{ctor}", "exporter": "torch.onnx.export (TorchScript, opset 17)",
+            "dead_channels": dead, "note": note}
+
+
+def build(out: str, only: list[str] | None = None, force: bool = False,
+          on_error: Callable[[str, Exception], None] | None = None) -> dict[str, Any]:
+    os.makedirs(out, exist_ok=True)
+    manifest_path = os.path.join(out, "manifest.json")
+    manifest = {}
+    if os.path.exists(manifest_path):
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+    for name in CORPUS:
+        if only and name not in only:
+            continue
+        if not force and name in manifest and os.path.exists(os.path.join(out, f"{name}.onnx")):
+            continue
+        try:
+            manifest[name] = build_one(name, out)
+        except Exception as e:  # a model the exporter cannot take is a finding, not a crash
+            if on_error is None:
+                raise
+            on_error(name, e)
+    with open(manifest_path, "w") as f:
+        json.dump(dict(sorted(manifest.items())), f, indent=2)
+    return manifest
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="build/corpus")
+    p.add_argument("--only", nargs="*")
+    p.add_argument("--force", action="store_true")
+    a = p.parse_args(argv)
+    np.seterr(all="ignore")
+    manifest = build(a.out, a.only, a.force,
+                     on_error=lambda n, e: print(f"{n}: export failed: {type(e).__name__}: {e}"))
+    for name, info in manifest.items():
+        print(f"{name:28s} {os.path.join(a.out, info['file'])}  {info['source']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
