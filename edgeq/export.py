@@ -14,6 +14,7 @@ and checks through ``describe``. Artifacts are deterministic; only the keys endi
 from __future__ import annotations
 
 import os
+import shutil
 import resource
 import time
 from contextlib import contextmanager
@@ -257,39 +258,59 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
     reference = {t: be.reference_graph(ig) for t, be in backends.items() if be.runs_on_host}
     with stage("references"):
         refs = compute_references(fg, ig, data, calib_idx, held_idx, list(reference.values()))
-    for name, be in backends.items():
-        with stage(f"lower {name}"):
-            t0 = time.perf_counter()
-            art = be.lower(ig, out_dir)
-            lower_s = time.perf_counter() - t0
-        entry: dict[str, Any] = {"artifact": os.path.basename(art.path),
-                                 "size_bytes": _size(art.path), "lower_time_s": round(lower_s, 3)}
-        if not be.runs_on_host:
-            entry["verification"] = NOT_RUN
-            _merge(entry, be.describe(art, refs))
-            report["targets"][name] = entry
-            continue
-        with stage(f"verify {name}"):
-            rg = reference[name]
-            idx = calib_idx + held_idx
-            theirs = dict(zip(idx, be.run_many(art, [refs.feeds[i] for i in idx], raw=True,
-                                               session=be.session(art))))
-            entry["op_counts"] = art.op_counts
-            entry["verification"] = {
-                part: lsb_stats(refs.outputs(rg, part_idx), [theirs[i] for i in part_idx], rg)
-                for part, part_idx in (("calibration", calib_idx), ("held_out", held_idx))}
-            entry["sqnr_db_vs_float"] = refs.sqnr_db_vs_float([theirs[i]
-                                                               for i in refs.sqnr_idx])
-            if art.float_nodes:
-                entry["float_fallback"] = {"nodes": list(art.float_nodes),
-                                           "note": FALLBACK_NOTE}
-            _merge(entry, be.describe(art, refs))
-        with stage(f"latency {name}"):
-            entry["latency_ms"] = be.latency_ms(art, data.sample(0))
-        report["targets"][name] = entry
+    for name, be in list(backends.items()):
+        before = set(os.listdir(out_dir))
+        try:
+            report["targets"][name] = _target_entry(name, be, ig, out_dir, refs,
+                                                    reference.get(name), calib_idx, held_idx,
+                                                    data, stage)
+        except Exception as e:  # noqa: BLE001 - a runtime that fails on the artifact is a refusal
+            why = str(e) if isinstance(e, EdgeqError) else \
+                f"the runtime failed on the lowered model ({type(e).__name__}: " \
+                f"{(str(e).strip().splitlines() or [''])[-1][:300]})"
+            if not keep_going:
+                raise EdgeqError(f"cannot export: {name}: {why}") from None
+            refused[name] = [why]
+            for f in set(os.listdir(out_dir)) - before:  # nothing half-written of this target
+                p = os.path.join(out_dir, f)
+                shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
     report["integer_interpreter"] = {
         "sqnr_db_vs_float": refs.sqnr_db_vs_float(refs.outputs(ig, refs.sqnr_idx))}
     return report
+
+
+def _target_entry(name: str, be, ig: Graph, out_dir: str, refs, rg: Graph | None,
+                  calib_idx: list[int], held_idx: list[int], data, stage) -> dict[str, Any]:
+    """Lower ``ig`` for one target, and on a host runtime run it on every sample against the
+    shared references: LSB statistics, SQNR, the backend's own checks, latency."""
+    with stage(f"lower {name}"):
+        t0 = time.perf_counter()
+        art = be.lower(ig, out_dir)
+        lower_s = time.perf_counter() - t0
+    entry: dict[str, Any] = {"artifact": os.path.basename(art.path),
+                             "size_bytes": _size(art.path), "lower_time_s": round(lower_s, 3)}
+    if not be.runs_on_host:
+        entry["verification"] = NOT_RUN
+        _merge(entry, be.describe(art, refs))
+        return entry
+    with stage(f"verify {name}"):
+        assert rg is not None
+        idx = calib_idx + held_idx
+        theirs = dict(zip(idx, be.run_many(art, [refs.feeds[i] for i in idx], raw=True,
+                                           session=be.session(art))))
+        entry["op_counts"] = art.op_counts
+        entry["verification"] = {
+            part: lsb_stats(refs.outputs(rg, part_idx), [theirs[i] for i in part_idx], rg)
+            for part, part_idx in (("calibration", calib_idx), ("held_out", held_idx))}
+        entry["sqnr_db_vs_float"] = refs.sqnr_db_vs_float([theirs[i]
+                                                           for i in refs.sqnr_idx])
+        if art.float_nodes:
+            entry["float_fallback"] = {"nodes": list(art.float_nodes),
+                                       "note": FALLBACK_NOTE}
+        _merge(entry, be.describe(art, refs))
+    with stage(f"latency {name}"):
+        entry["latency_ms"] = be.latency_ms(art, data.sample(0))
+    return entry
 
 
 def _merge(entry: dict[str, Any], extra: dict[str, Any]) -> None:

@@ -5,7 +5,9 @@ with weights drawn so the nets are not chaotic. Nothing is downloaded (``weights
 - torchvision classifiers under ~600 M MACs, exported by ``torch.onnx.export`` (TorchScript,
   opset 17), and a segmentation head (LR-ASPP MobileNetV3);
 - a sample of ``timm`` mobile architectures;
-- every net gets real batch-norm statistics from photo crops (``data.photo_crops``), and a few
+- hand-written ONNX in the idioms of paddle2onnx, tf2onnx, YOLO heads and torch
+  (``models/idioms.py``);
+- every torch net gets real batch-norm statistics from photo crops (``data.photo_crops``), and a few
   dead channels (max |w| of 1e-34 and 7e-10), as trained checkpoints carry.
 
 ``python -m models.corpus --out build/corpus [--only NAME ...]`` writes ``NAME.onnx`` and
@@ -24,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from models import data
+from models import data, idioms
 
 SIZE = 224
 # name -> (package, constructor, input size, note)
@@ -41,6 +43,10 @@ CORPUS: dict[str, tuple[str, str, int, str]] = {
     "tv_resnet18": ("torchvision", "resnet18", 224, "torchvision classifier"),
     "tv_lraspp_mobilenet_v3": ("torchvision.segmentation", "lraspp_mobilenet_v3_large", 224,
                                "segmentation head: bilinear Resize, sigmoid gate"),
+    # the same architectures through torch.export (the dynamo exporter, onnxscript)
+    "tv_mobilenet_v3_small_dynamo": ("torchvision", "mobilenet_v3_small", 224, "torch.export"),
+    "tv_resnet18_dynamo": ("torchvision", "resnet18", 224, "torch.export"),
+    "tv_shufflenet_v2_x0_5_dynamo": ("torchvision", "shufflenet_v2_x0_5", 224, "torch.export"),
     "timm_mobilenetv3_small_100": ("timm", "mobilenetv3_small_100", 224, "timm classifier"),
     "timm_efficientnet_lite0": ("timm", "efficientnet_lite0", 224, "ReLU6, no SE"),
     "timm_ghostnet_100": ("timm", "ghostnet_100", 224, "ghost modules: Slice, Concat"),
@@ -48,6 +54,25 @@ CORPUS: dict[str, tuple[str, str, int, str]] = {
     "timm_repvgg_a0": ("timm", "repvgg_a0", 224, "re-parameterizable blocks"),
     "timm_mobilevit_xxs": ("timm", "mobilevit_xxs", 256, "attention, unfold via Reshape"),
 }
+
+NAMES = list(CORPUS) + list(idioms.IDIOMS)  # + hand-written ONNX in exporters' idioms
+
+
+def inputs(info: dict[str, Any], n: int, seed: int) -> np.ndarray:
+    """``n`` raw inputs for a manifest entry: photo crops (0..255; the manifest's mean and std
+    normalize them), normalized NHWC crops, or MFCC-like speech maps."""
+    shape = info["input_shape"]
+    kind = info.get("input", "photo")
+    if kind == "photo":
+        return data.photo_crops(n, shape[-1], seed=seed)
+    if kind == "photo_nhwc":
+        x = data.normalize(data.photo_crops(n, shape[1], seed=seed), data.IMAGENET_MEAN,
+                           data.IMAGENET_STD)
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    if kind == "speech":
+        return np.ascontiguousarray(data.speech_features(n, seed=seed)[:, :, :shape[2],
+                                                                       :shape[3]])
+    raise ValueError(f"unknown input kind {kind!r}")
 
 
 def _torchvision():
@@ -143,14 +168,24 @@ def build_one(name: str, out: str) -> dict[str, Any]:
     _real_bn_stats(module, size, seed=3)
     dead = _dead_channels(module)
     path = os.path.join(out, f"{name}.onnx")
+    dynamo = name.endswith("_dynamo")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (torch.zeros(1, 3, size, size),), path + ".tmp", dynamo=False,
-                          opset_version=17, input_names=["input"], output_names=["output"])
+        if dynamo:  # torch.export; its own opset, weights inline
+            prog = torch.onnx.export(module, (torch.zeros(1, 3, size, size),), dynamo=True,
+                                     input_names=["input"], output_names=["output"],
+                                     external_data=False, verbose=False)
+            prog.save(path + ".tmp")
+        else:
+            torch.onnx.export(module, (torch.zeros(1, 3, size, size),), path + ".tmp",
+                              dynamo=False, opset_version=17, input_names=["input"],
+                              output_names=["output"])
     os.replace(path + ".tmp", path)
     return {"file": f"{name}.onnx", "input_shape": [1, 3, size, size],
             "mean": list(data.IMAGENET_MEAN), "std": list(data.IMAGENET_STD),
-            "source": f"{package}.{ctor}", "exporter": "torch.onnx.export (TorchScript, opset 17)",
+            "source": f"{package}.{ctor}",
+            "exporter": "torch.onnx.export(dynamo=True) (torch.export)" if dynamo else
+                        "torch.onnx.export (TorchScript, opset 17)",
             "dead_channels": dead, "note": note}
 
 
@@ -162,13 +197,14 @@ def build(out: str, only: list[str] | None = None, force: bool = False,
     if os.path.exists(manifest_path):
         with open(manifest_path) as f:
             manifest = json.load(f)
-    for name in CORPUS:
+    for name in NAMES:
         if only and name not in only:
             continue
         if not force and name in manifest and os.path.exists(os.path.join(out, f"{name}.onnx")):
             continue
         try:
-            manifest[name] = build_one(name, out)
+            manifest[name] = build_one(name, out) if name in CORPUS else \
+                idioms.build_one(name, out)
         except Exception as e:  # a model the exporter cannot take is a finding, not a crash
             if on_error is None:
                 raise

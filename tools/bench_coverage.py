@@ -30,7 +30,7 @@ def _one(name: str, corpus: str, targets: list[str], samples: int) -> dict:
     from edgeq.export import export
     from edgeq.ir.graph import EdgeqError
     from edgeq.quant.calibrate import CalibrationData
-    from models import data
+    from models.corpus import inputs as corpus_inputs
 
     with open(os.path.join(corpus, "manifest.json")) as f:
         info = json.load(f)[name]
@@ -48,8 +48,7 @@ def _one(name: str, corpus: str, targets: list[str], samples: int) -> dict:
     except Exception as e:  # noqa: BLE001 - a crash is a finding
         row["import"] = f"CRASH {type(e).__name__}: {e}"
         return row
-    size = info["input_shape"][-1]
-    x = data.photo_crops(samples, size, seed=5)
+    x = corpus_inputs(info, samples, seed=5)
     with tempfile.TemporaryDirectory() as d:
         try:
             report = export(fg, CalibrationData(fg, arrays={fg.inputs[0].name: x}), targets, d,
@@ -101,11 +100,11 @@ def main(argv=None) -> int:
     if a.one:
         print("ROW " + json.dumps(_one(a.one, a.corpus, targets, a.samples)), flush=True)
         return 0
-    from models.corpus import CORPUS, build
+    from models.corpus import NAMES, build
 
     build(a.corpus, a.only, on_error=lambda n, e: print(f"{n}: not built: {e}"))
     rows = []
-    for name in CORPUS:
+    for name in NAMES:
         if a.only and name not in a.only:
             continue
         cmd = [sys.executable, "-m", "tools.bench_coverage", "--one", name, "--corpus", a.corpus,
@@ -121,7 +120,7 @@ def main(argv=None) -> int:
             row = {"model": name, "import": f"TIMEOUT after {a.timeout} s"}
         row.setdefault("export_s", round(time.perf_counter() - t0, 1))
         rows.append(row)
-        print(f"{name}: {json.dumps(row)[:300]}", file=sys.stderr, flush=True)
+        print(f"{name}: {json.dumps(row)}", file=sys.stderr, flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from edgeq.frontend import recurrent
 from edgeq.ir.graph import DType, EdgeqError, Graph, TensorType, Value
 from edgeq.passes.constant_folding import fold_node
 from edgeq.ops import infer_node
@@ -137,7 +138,7 @@ class _Importer:
     def run(self) -> Graph:
         gp = self.model.graph
         self._check_ops(gp)
-        _CONSUMED.set(frozenset([x for n in gp.node for x in n.input] +
+        _CONSUMED.set(frozenset([x for n in _all_nodes(gp) for x in n.input] +
                                 [o.name for o in gp.output]))
         inits = {t.name for t in gp.initializer}
         for t in gp.initializer:
@@ -157,8 +158,19 @@ class _Importer:
         if unknown:
             raise EdgeqError(f"--input-shape names {sorted(unknown)}, but the model's inputs are "
                              f"{[v.name for v in self.g.inputs]}")
-        for k, node in enumerate(gp.node):
-            name = node.name or f"{node.op_type.lower()}_{k}"
+        self.import_nodes(gp.node)
+        for vi in gp.output:
+            if vi.name not in self.env:
+                raise EdgeqError(f"graph output '{vi.name}' is produced by no node")
+            self.g.outputs.append(self.env[vi.name])
+        self.g.prune_values()
+        return self.g
+
+    def import_nodes(self, nodes, prefix: str = "") -> None:
+        """Convert ``nodes`` in order into ``self.env`` (names of a subgraph's nodes get
+        ``prefix``)."""
+        for k, node in enumerate(nodes):
+            name = prefix + (node.name or f"{node.op_type.lower()}_{k}")
             ins = []
             for i in node.input:
                 if not i:
@@ -180,16 +192,10 @@ class _Importer:
             for oname, v in zip(node.output, outs):
                 if oname:
                     self.env[oname] = v
-        for vi in gp.output:
-            if vi.name not in self.env:
-                raise EdgeqError(f"graph output '{vi.name}' is produced by no node")
-            self.g.outputs.append(self.env[vi.name])
-        self.g.prune_values()
-        return self.g
 
     def _check_ops(self, gp) -> None:
         bad: dict[str, list[str]] = {}
-        for k, node in enumerate(gp.node):
+        for k, node in enumerate(_all_nodes(gp)):
             if node.domain not in ("", "ai.onnx") or node.op_type not in CONVERTERS:
                 op = node.op_type if node.domain in ("", "ai.onnx") else \
                     f"{node.domain}.{node.op_type}"
@@ -337,6 +343,47 @@ def _chain(op: str):
 CONVERTERS["Sum"] = _chain("Add")
 CONVERTERS["Max"] = _chain("Max")
 CONVERTERS["Min"] = _chain("Min")
+
+
+def _all_nodes(gp):
+    """The nodes of ``gp`` and of every subgraph (If branches) below it."""
+    for node in gp.node:
+        yield node
+        for a in node.attribute:
+            if a.type == a.GRAPH:
+                yield from _all_nodes(a.g)
+            for g in a.graphs:
+                yield from _all_nodes(g)
+
+
+@converter("If")
+def _if(im, name, ins, attrs, outs):
+    """An ``If`` whose condition folds to a constant (exporters write them for shape checks):
+    the taken branch is imported in its place, its initializers as constants."""
+    cond = im.const(ins[0], "the condition", name, "If")
+    if cond.size != 1:
+        raise EdgeqError(f"If '{name}': the condition has {cond.size} elements, expected 1")
+    branch = attrs["then_branch"] if bool(cond.reshape(-1)[0]) else attrs["else_branch"]
+    if len(branch.output) != len(outs):
+        raise EdgeqError(f"If '{name}': the branch has {len(branch.output)} outputs, the node "
+                         f"{len(outs)}")
+    for t in branch.initializer:
+        im.env[t.name] = im.g.add_const(t.name, im._to_array(t))
+    im.import_nodes(branch.node, prefix=f"{name}/")
+    missing = [o.name for o in branch.output if o.name not in im.env]
+    if missing:
+        raise EdgeqError(f"If '{name}': branch output(s) {missing} are produced by no node")
+    return [im.env[o.name] for o in branch.output]
+
+
+@converter("LSTM")
+def _lstm(im, name, ins, attrs, outs):
+    return recurrent.lstm(im, name, ins, attrs, outs, lambda k: _used(outs, k))
+
+
+@converter("GRU")
+def _gru(im, name, ins, attrs, outs):
+    return recurrent.gru(im, name, ins, attrs, outs, lambda k: _used(outs, k))
 
 
 @converter("Dropout")

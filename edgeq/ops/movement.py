@@ -100,8 +100,8 @@ def _pad_shape(node, ts):
 
 @shape_rule("Gather")
 def _gather_shape(node, ts):
-    ax = node.attrs.get("axis", 0)
     s = ts[0].shape
+    ax = node.attrs.get("axis", 0) % max(len(s), 1)
     return [TensorType(ts[0].dtype, s[:ax] + ts[1].shape + s[ax + 1:])]
 
 

@@ -114,3 +114,19 @@ def test_a_malformed_node_gives_one_error_line_naming_it():
     m.graph.node[1].input[1] = "seven"
     with pytest.raises(EdgeqError, match=r"Gather '.*': "):
         from_onnx(m)
+
+
+def test_gather_on_a_negative_axis_has_onnx_shape_and_values():
+    """torch exports ``x[..., [0, 2]]`` as Gather(axis=-1)."""
+    from tests.helpers import ort_run
+
+    x = R.normal(size=(1, 3, 8, 8)).astype(np.float32)
+    node = helper.make_node("Gather", ["x", "idx"], ["y"], axis=-1, name="pick")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                      [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [_init("idx", np.array([0, 2], np.int64))])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    eg = from_onnx(m)
+    assert list(eg.outputs[0].shape) == [1, 3, 8, 2]
+    np.testing.assert_array_equal(edgeq.run(eg, x[None])[0][0], ort_run(m, {"x": x})[0])

@@ -118,7 +118,9 @@ class Builder:
         return np.asarray(zp, v.dtype.numpy if v.dtype != DType.INT4 else np.int8)
 
     def dq(self, v: Value) -> str:
-        """Float tensor for integer value ``v`` (constants get their own per-channel DQ)."""
+        """Float tensor for integer value ``v``. A constant gets its own DQ per reader: ORT's
+        QDQ fusions with ``session.x64quantprecision=1`` fail to load ("Attempt to replace the
+        existing tensor") when two fused nodes read one constant's DQ (measured on ORT 1.32)."""
         if v.name in self.floats:
             return self.floats[v.name]
         qp = v.qparams
@@ -132,7 +134,8 @@ class Builder:
             s = self.const(f"{v.name}/scale", np.float32(qp.scale[0]))
             z = self.const(f"{v.name}/zp", self.zp_array(v, qp.zero_point[0]))
             out = self.node("DequantizeLinear", [src, s, z], f"{v.name}/dq")
-        self.floats[v.name] = out
+        if not v.is_const:
+            self.floats[v.name] = out
         return out
 
     def q(self, float_name: str, v: Value) -> None:
