@@ -11,6 +11,8 @@ Choosing ``s[c] = sqrt(r1[c] / r2[c])`` (r1: range of P's output-channel weights
 C's input-channel weights) makes both ranges ``sqrt(r1 * r2)``: per-channel weight ranges even out,
 which per-tensor activations and depthwise filters need most. Refused (with a reason) when the
 path has a fork, a fused Clip (Relu6 is not scale-invariant), or non-constant weights.
+Dead channels (weight range below ``DEAD`` times the layer's largest, on either side) are not
+scaled.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from edgeq.passes import refuse
 
 NAME = "equalize"
 S_MIN, S_MAX = 1e-2, 1e2
+DEAD = 1e-6
 
 
 @dataclass
@@ -111,7 +114,10 @@ def _equalize(graph: Graph, p: Node, c: Node, flat: int) -> bool:
     r2 = _in_ranges(c, len(r1), flat)
     if r2 is None:
         return False
-    ok = (r1 > 0) & (r2 > 0)
+    # dead channels (weights below DEAD x the layer's largest: trained checkpoints carry them)
+    # keep s = 1: their ratio is meaningless, and clamped scales compounding through a
+    # depthwise layer scaled from both sides would blow their activations up by S_MAX**4
+    ok = (r1 > DEAD * r1.max()) & (r2 > DEAD * r2.max())
     s = np.ones_like(r1)
     s[ok] = np.clip(np.sqrt(r1[ok] / r2[ok]), S_MIN, S_MAX)
     if np.allclose(s, 1.0, rtol=1e-3):
