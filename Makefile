@@ -9,7 +9,7 @@ MODELS := build/models
 APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test models install system-deps clean
+.PHONY: demo test models install system-deps clean coverage
 
 # apt-get only when a tool is missing (a machine that has them needs no root and no network).
 # If apt-get cannot run, say so and go on: the Cortex-M tests then skip, each printing why.
@@ -44,6 +44,12 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff check edgeq models tools tests
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
+
+# The real-model coverage table (tools/bench_coverage.py; about an hour on 2 cores): needs the
+# corpus extra (torchvision, timm, onnxscript architectures; no weights are downloaded).
+coverage: $(STAMP) system-deps
+	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0 -e '.[corpus]'
+	$(BIN)/python -m tools.bench_coverage $(COVERAGE_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

@@ -142,6 +142,24 @@ def _emitted_ops(fn: Callable, seen: set | None = None) -> set[str]:
     return found
 
 
+def _docline(fn: Callable) -> str:
+    """The converter's docstring (or the docstring of the frontend function it delegates to), as
+    one table cell; "folded into a constant" for converters that emit nothing."""
+    doc = inspect.getdoc(fn)
+    if doc is None:
+        for node in ast.walk(_tree(fn)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                    isinstance(node.func.value, ast.Name):
+                mod = fn.__globals__.get(node.func.value.id)
+                target = getattr(mod, node.func.attr, None) if inspect.ismodule(mod) else None
+                if inspect.isfunction(target):
+                    doc = inspect.getdoc(target) or inspect.getdoc(mod)
+                    break
+    if doc is None:
+        return "becomes a constant value"
+    return " ".join(doc.split("\n\n")[0].split()).replace("|", "/")
+
+
 def onnx_imports() -> dict[str, list[str]]:
     """ONNX op -> the edgeq ops its import emits (sorted; empty: folded into a constant)."""
     return {name: sorted(_emitted_ops(conv)) for name, conv in
@@ -249,6 +267,14 @@ def render() -> str:
                            f"(DEQUANTIZE, float builtin, QUANTIZE) when: {fb}")
         sections += sec + [""]
 
+    decomposed = {name: _docline(conv) for name, conv in sorted(
+        onnx_frontend.CONVERTERS.items()) if name not in ops.all_ops() and not imports[name]}
+    if decomposed:
+        lines += ["", "## Imported by decomposition", "",
+                  "ONNX ops with no edgeq op of their own: import rewrites each into the ops "
+                  "above (the converter's docstring).", "",
+                  "| ONNX op | import |", "|---|---|"]
+        lines += [f"| {name} | {why} |" for name, why in decomposed.items()]
     lines += ["", "## Conditions on every graph and node", ""]
     for b in backends:
         lines.append(f"- {b.column} (an op without a lowering: "

@@ -17,8 +17,8 @@ merged into ``Xh``). Terms of a zero initial state are left out (not multiplied 
 cell state is quantized like every other activation (int8 unless mixed precision widens it).
 
 Refused with the node's name and the reason: ``clip``, ``input_forget``, non-zero peepholes,
-activations other than Sigmoid, Tanh and Relu, and ``sequence_lens`` that is not constant and
-equal to the sequence length for every batch item.
+activations that are not table ops (``lookup``) or take alpha / beta, and ``sequence_lens``
+that is not constant and equal to the sequence length for every batch item.
 """
 
 from __future__ import annotations
@@ -28,16 +28,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeq.ir.graph import EdgeqError, Value
-
-ACTIVATIONS = ("Sigmoid", "Tanh", "Relu")
+from edgeq.ops import with_trait
 
 
 def _canonical_activation(op: str, name: str, node_op: str) -> str:
-    for a in ACTIVATIONS:
+    """An ONNX RNN activation name that is an edgeq op of one input quantized as a table
+    (trait ``lookup``: Sigmoid, Tanh, Relu, HardSigmoid, LeakyRelu... with ONNX's defaults)."""
+    table = sorted(with_trait("lookup"))
+    for a in table:
         if op.lower() == a.lower():
             return a
     raise EdgeqError(f"{node_op} '{name}': activation {op!r} is not supported (edgeq unrolls "
-                     f"{node_op} with {', '.join(ACTIVATIONS)})")
+                     f"{node_op} with {', '.join(table)})")
 
 
 class _Unroller:
@@ -188,6 +190,9 @@ def _time_order(u: _Unroller, d: int) -> list[int]:
 
 def lstm(im: Any, name: str, ins: list[Value | None], attrs: dict, outs: list[str],
          used: Callable[[int], bool]) -> list[Value | None]:
+    """Unrolled over its static sequence length into MatMul, Add, Mul, Sigmoid, Tanh, Split,
+    Reshape and Concat (every direction and layout; clip, input_forget and peepholes
+    refused)."""
     u = _Unroller(im, name, "LSTM", ins, attrs, gates=4)
     if int(attrs.get("input_forget", 0)):
         raise EdgeqError(f"LSTM '{name}': input_forget (coupled input and forget gates) is not "
@@ -236,6 +241,8 @@ def lstm(im: Any, name: str, ins: list[Value | None], attrs: dict, outs: list[st
 
 def gru(im: Any, name: str, ins: list[Value | None], attrs: dict, outs: list[str],
         used: Callable[[int], bool]) -> list[Value | None]:
+    """Unrolled over its static sequence length into MatMul, Add, Sub, Mul, Sigmoid, Tanh,
+    Split, Reshape and Concat (every direction and layout, both linear_before_reset)."""
     u = _Unroller(im, name, "GRU", ins, attrs, gates=3)
     acts = _activations(u, attrs, 2)
     before_reset = int(attrs.get("linear_before_reset", 0))

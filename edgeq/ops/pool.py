@@ -33,6 +33,7 @@ traits("GlobalAveragePool", add=("int16_input", "channel_scale_commutes"))
 traits("ReduceMean", add="int16_input")
 traits("QAveragePool", add=("integer", "spatial"))
 traits("QGlobalAveragePool", "QReduceMean", add="integer")
+traits("ReduceMean", "QReduceMean", add="axis_attr")
 traits("MaxPool", "AveragePool", "GlobalAveragePool", "QAveragePool", "QGlobalAveragePool",
        add="image")
 

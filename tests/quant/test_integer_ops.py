@@ -94,7 +94,8 @@ def test_qlayernorm_within_two_lsb_of_float_layernorm_of_its_integer_input():
 
 
 def test_refuses_with_every_reason_listed():
-    nodes = [n("Resize", ["x", "", "sc"], ["r"], mode="linear"),
+    nodes = [n("Resize", ["x", "", "sc"], ["r"], mode="linear",
+               coordinate_transformation_mode="tf_half_pixel_for_nn"),
              n("PRelu", ["r", "sl"], ["p"]), n("Div", ["p", "x2"])]
     g = graph_of(nodes, {"x": (1, 6, 4, 4), "x2": (1, 6, 8, 8), "sl": (6, 1, 1)}, ["y"],
                  {"sc": np.array([1, 1, 2, 2], np.float32)})
@@ -104,7 +105,7 @@ def test_refuses_with_every_reason_listed():
     with pytest.raises(EdgeqError) as e:
         edgeq.quantize(g, cal)
     msg = str(e.value)
-    assert "Resize 'resize_r': only nearest resizing" in msg
+    assert "Resize 'resize_r': linear resizing with coordinate_transformation_mode" in msg
     assert "PRelu 'prelu_p': per-channel slopes must be constants" in msg
     assert "Div 'div_y': division by a tensor computed at run time" in msg
 

@@ -164,6 +164,51 @@ static void eq_conv(const eq_conv_t *p, const eq_view *x, const eq_view *y, int 
     }
 }
 
+/* ---- QConvTranspose: acc[oc, oy, ox] = sum over the taps that reach (oy, ox) of
+ * (x[ic, iy, ix] - x_zp) * w[ic, oc % cpg_out, ky, kx] + bias[oc], for the group's input channels.
+ * Output row oy (after the begin padding) gets input row iy through kernel row ky when
+ * oy + pt = iy * sh + ky * dh; those (iy, ky) pairs, and the columns' (ix, kx), are tables
+ * computed at compile time (no division, no wasted taps). Int32 accumulation as in QConv. */
+typedef struct {
+    int cin, cout, group, h, w, oh, ow;
+    int32_t x_zp;
+    const int8_t *wt;      /* cin x (cout/group) x kh x kw */
+    const int32_t *bias;   /* cout, or NULL */
+    const int32_t *row_first; /* oh + 1: the taps of output row oy are [row_first[oy], ..[oy+1]) */
+    const int32_t *row_x;  /* per row tap: iy * w (offset into an input plane) */
+    const int32_t *row_w;  /* per row tap: ky * kw (offset into a kernel) */
+    const int32_t *col_first; /* ow + 1, likewise for columns */
+    const int32_t *col_x;  /* per column tap: ix */
+    const int32_t *col_w;  /* per column tap: kx */
+    int32_t kernel;        /* kh * kw */
+    eq_requant q;
+} eq_conv_transpose_t;
+
+static void eq_conv_transpose(const eq_conv_transpose_t *p, const int8_t *x, int8_t *y) {
+    int cpg_in = p->cin / p->group, cpg_out = p->cout / p->group;
+    int32_t plane = (int32_t)p->h * p->w, wstride = (int32_t)cpg_out * p->kernel;
+    for (int g = 0, oc = 0; g < p->group; g++) {
+        const int8_t *xg = x + (int32_t)g * cpg_in * plane;
+        for (int j = 0; j < cpg_out; j++, oc++) {
+            const int8_t *wo = p->wt + ((int32_t)g * cpg_in * cpg_out + j) * p->kernel;
+            int32_t b = p->bias ? p->bias[oc] : 0;
+            for (int oy = 0; oy < p->oh; oy++)
+                for (int ox = 0; ox < p->ow; ox++) {
+                    int32_t acc = 0;
+                    for (int32_t tr = p->row_first[oy]; tr < p->row_first[oy + 1]; tr++)
+                        for (int32_t tc = p->col_first[ox]; tc < p->col_first[ox + 1]; tc++) {
+                            const int8_t *xp = xg + p->row_x[tr] + p->col_x[tc];
+                            const int8_t *wp = wo + p->row_w[tr] + p->col_w[tc];
+                            for (int ic = 0; ic < cpg_in; ic++)
+                                acc += (xp[ic * plane] - p->x_zp) * (int32_t)wp[ic * wstride];
+                        }
+                    y[((int32_t)oc * p->oh + oy) * p->ow + ox] =
+                        eq_out(&p->q, (int64_t)acc + b, oc);
+                }
+        }
+    }
+}
+
 /* Depthwise QConv over its own input buffer (c x H x W in, c x OH x OW out at the same
  * address): channel by channel into a one-plane scratch, then copied into place. Output
  * channel c lands on bytes of input channels <= c, all consumed by then. */
@@ -447,6 +492,75 @@ static void eq_transpose(const int8_t *x, int8_t *y, int rank, const int32_t *sh
             if (++idx[i] < out_shape[i]) break;
             src -= step[i] * out_shape[i];
             idx[i] = 0;
+        }
+    }
+}
+
+/* Per-axis gather (Slice, Gather with constant indices, nearest Resize): output index
+ * (i0, .., i[rank-1]) reads the `run` contiguous bytes at x + off_0[i0] + ... + off_last[i_last],
+ * where off_k, the byte offsets of axis k (dims[k] entries, axis after axis in `off`), were
+ * computed at compile time with the interpreter's own index functions: no index arithmetic here
+ * can differ from it. Trailing axes copied whole are folded into `run`; axes of one output index
+ * into the pointer x. The output is written in order; it never overlaps the input. */
+static void eq_gather(const int8_t *x, int8_t *y, int rank, const int32_t *dims,
+                      const int32_t *off, int32_t run) {
+    int32_t idx[EQ_MAX_RANK] = {0}, first[EQ_MAX_RANK], outer = 1, src = 0; /* rank >= 1 */
+    for (int k = 0, s = 0; k < rank; k++) {
+        first[k] = s;
+        s += dims[k];
+        if (k < rank - 1) {
+            outer *= dims[k];
+            src += off[first[k]];
+        }
+    }
+    const int32_t *last = off + first[rank - 1];
+    int32_t n = dims[rank - 1];
+    for (int32_t o = 0; o < outer; o++) {
+        const int8_t *xo = x + src;
+        if (run == 1) {
+            for (int32_t i = 0; i < n; i++) y[i] = xo[last[i]];
+            y += n;
+        } else {
+            for (int32_t i = 0; i < n; i++, y += run) memcpy(y, xo + last[i], (size_t)run);
+        }
+        for (int k = rank - 2; k >= 0; k--) { /* odometer over the outer axes */
+            src -= off[first[k] + idx[k]];
+            if (++idx[k] < dims[k]) {
+                src += off[first[k] + idx[k]];
+                break;
+            }
+            idx[k] = 0;
+            src += off[first[k]];
+        }
+    }
+}
+
+/* ---- QResize: TFLite's int8 RESIZE_BILINEAR (ResizeBilinearInteger; docs/numerics.md) -----
+ * Per output row: the two source rows (as offsets lo * w, hi * w into a plane) and the 10-bit
+ * weight f of hi (lo weighs 1024 - f; f < 0 only where lo == hi); per output column likewise.
+ * The tables are the interpreter's (linear_taps), computed at compile time. Per pixel the four
+ * raw int8 values times their weight products are summed in int64 and divided by 2**20,
+ * rounded half away from zero; the weights sum to 2**20, so no clamp is needed. */
+typedef struct {
+    int planes, h, w, oh, ow;
+    const int32_t *row_lo, *row_hi, *row_f; /* oh entries each */
+    const int32_t *col_lo, *col_hi, *col_f; /* ow entries each */
+} eq_resize_linear_t;
+
+static void eq_resize_linear(const eq_resize_linear_t *p, const int8_t *x, int8_t *y) {
+    for (int pl = 0; pl < p->planes; pl++) {
+        const int8_t *xp = x + (int32_t)pl * p->h * p->w;
+        for (int oy = 0; oy < p->oh; oy++) {
+            const int8_t *r0 = xp + p->row_lo[oy], *r1 = xp + p->row_hi[oy];
+            int32_t wy1 = p->row_f[oy], wy0 = 1024 - wy1;
+            for (int ox = 0; ox < p->ow; ox++) {
+                int32_t c0 = p->col_lo[ox], c1 = p->col_hi[ox];
+                int32_t wx1 = p->col_f[ox], wx0 = 1024 - wx1;
+                int64_t acc = (int64_t)(wy0 * wx0) * r0[c0] + (int64_t)(wy0 * wx1) * r0[c1] +
+                              (int64_t)(wy1 * wx0) * r1[c0] + (int64_t)(wy1 * wx1) * r1[c1];
+                int64_t q = acc > 0 ? (acc + (1 << 19)) >> 20 : -((-acc + (1 << 19)) >> 20);
+                *y++ = (int8_t)q;
+            }
         }
     }
 }

@@ -13,6 +13,11 @@ of the patch stage; an element-wise kernel walks a strided 4-D index space (``eq
 whole tensor or one tile; an alias only moves bytes; the others run whole layers. Parameter
 structs are written with designated initializers (``{.cin = 3, .cout = 8, ...}``), so every
 value is tied to its field's name in ``edgeq_rt.h``, not to its position.
+
+Where an op's indexing is data-independent (Slice, Gather with constant indices, Resize, the
+taps of QConvTranspose and QResize), the indices are computed here, with the functions the
+integer interpreter uses, and emitted as ``const`` tables: the C code follows them and holds no
+coordinate arithmetic of its own that could round differently.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 from edgeq.backends.base import Refusal
 from edgeq.ir.graph import DType, EdgeqError, Graph, Node, Value
 from edgeq.ir.registry import registrar
+from edgeq.ops.resize import linear_taps, nearest_index, resize_coords
 from edgeq.schedule.arena import PATCH_SCRATCH, dw_scratch
 from edgeq.schedule.patch import chain_prefix, patches
 
@@ -143,6 +149,44 @@ def _conv_terms_fit(node: Node) -> str | None:
 def _gemm_terms_fit(node: Node) -> str | None:
     """At most MAX_ACC_TERMS products per output (the inner dimension), so int32 is exact."""
     return _acc_terms(node.inputs[0].shape[-1])
+
+
+def _conv_transpose_terms_fit(node: Node) -> str | None:
+    """At most MAX_ACC_TERMS products per output (cin/group x kernel), so int32 is exact."""
+    return _acc_terms(node.inputs[1].shape[0] // node.attrs["group"]
+                      * int(np.prod(node.attrs["kernel_shape"])))
+
+
+def _constant_indices(node: Node) -> str | None:
+    """Constant indices, each within the gathered axis (the index table is built at compile
+    time)."""
+    x, idx = node.inputs[0], node.inputs[1]
+    if not idx.is_const:
+        return f"needs constant indices, got the activation {idx.name}"
+    ax = node.attrs.get("axis", 0)
+    dim = x.shape[ax]
+    bad = [int(i) for i in np.asarray(idx.const).reshape(-1) if not -dim <= i < dim]
+    if bad:
+        return f"indices {bad} are outside axis {ax} of size {dim}"
+    return None
+
+
+def _gather_shape(node: Node) -> str | None:
+    """The output shape is the gather's: the input's, with the gathered axis replaced by the
+    indices' shape."""
+    x, idx, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    ax = node.attrs.get("axis", 0) % len(x.shape)
+    want = list(x.shape[:ax]) + list(idx.shape) + list(x.shape[ax + 1:])
+    if list(y.shape) != want:
+        return f"output shape {list(y.shape)} is not the gather's {want} (axis {ax})"
+    return None
+
+
+def _nearest(node: Node) -> str | None:
+    """Nearest resizing (a gather through index tables)."""
+    if node.attrs.get("mode") != "nearest":
+        return f"mode {node.attrs.get('mode')!r} has no C kernel; only nearest is a gather"
+    return None
 
 
 def _constant_mode(node: Node) -> str | None:
@@ -427,6 +471,50 @@ def _qconv(em: Emitter, node: Node, tile: Tile | None = None) -> str:
     return em.spatial(node, "eq_conv", params, tile)
 
 
+def _transpose_taps(out_len: int, in_len: int, k: int, s: int, d: int, pad: int
+                    ) -> tuple[list[int], list[int], list[int]]:
+    """(first, inputs, kernels): output index o receives input index i through kernel index t
+    where o + pad == i * s + t * d (the interpreter's scatter at stride * i + dilation * t,
+    cropped by the begin padding); the taps of o are [first[o], first[o + 1])."""
+    first, ins, ks = [0], [], []
+    for o in range(out_len):
+        for t in range(k):
+            f = o + pad - t * d
+            if f >= 0 and f % s == 0 and f // s < in_len:
+                ins.append(f // s)
+                ks.append(t)
+        first.append(len(ins))
+    return first, ins, ks
+
+
+@lowering("QConvTranspose", checks=(_batch1_nchw, _conv_transpose_terms_fit))
+def _qconv_transpose(em: Emitter, node: Node) -> str:
+    """Output-stationary: each output pixel sums the taps that reach it, from tables of
+    (input row, kernel row) and (input column, kernel column) pairs; output_padding only adds
+    rows and columns that fewer taps reach."""
+    a = node.attrs
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    b = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None else None
+    _, cin, h, wd = x.shape
+    _, cout, oh, ow = y.shape
+    (kh, kw), (sh, sw) = a["kernel_shape"], a["strides"]
+    dh, dw = a.get("dilations", [1, 1])
+    rf, ri, rk = _transpose_taps(oh, h, kh, sh, dh, a["pads"][0])
+    cf, ci, ck = _transpose_taps(ow, wd, kw, sw, dw, a["pads"][1])
+    params = em.struct("eq_conv_transpose_t", _fields(
+        cin=cin, cout=cout, group=a["group"], h=h, w=wd, oh=oh, ow=ow, x_zp=int(a["x_zp"]),
+        wt=em.const("int8_t", w.const, w.name),
+        bias=em.const("int32_t", b.const, b.name) if b is not None else "0",
+        row_first=em.const("int32_t", rf, node.name + "_row_first"),
+        row_x=em.const("int32_t", np.asarray(ri, np.int64) * wd, node.name + "_row_x"),
+        row_w=em.const("int32_t", np.asarray(rk, np.int64) * kw, node.name + "_row_w"),
+        col_first=em.const("int32_t", cf, node.name + "_col_first"),
+        col_x=em.const("int32_t", ci, node.name + "_col_x"),
+        col_w=em.const("int32_t", ck, node.name + "_col_w"), kernel=kh * kw,
+        q=em.requant(node, a)))
+    return f"eq_conv_transpose(&{params}, {em.ptr(x)}, {em.ptr(y)});"
+
+
 @lowering("MaxPool", kernel=Kernel.SPATIAL, checks=(_batch1_nchw,))
 def _maxpool(em: Emitter, node: Node, tile: Tile | None = None) -> str:
     """Max over the window; padding never wins (int8 minimum)."""
@@ -564,6 +652,111 @@ def _transpose(em: Emitter, node: Node) -> str:
     shape, perm = list(x.shape), [int(p) for p in node.attrs["perm"]]
     return (f"{{ static const int32_t s[] = {_list(shape)}, p[] = {_list(perm)}; "
             f"eq_transpose({em.ptr(x)}, {em.ptr(y)}, {len(shape)}, s, p); }}")
+
+
+# --- gathers: the input index of every output index, per axis, computed here -----------------
+# Each table is built with the expression the integer interpreter evaluates (numpy slicing, take,
+# resize_coords and nearest_index of edgeq.ops), so the C code only follows it (eq_gather).
+def _slice_tables(node: Node) -> list[np.ndarray]:
+    a, shape = node.attrs, node.inputs[0].shape
+    tables = [np.arange(d) for d in shape]
+    for st, en, ax, sp in zip(a["starts"], a["ends"], a["axes"], a["steps"]):
+        tables[ax] = np.arange(shape[ax])[slice(st, en, sp)]
+    return tables
+
+
+def _gather_tables(node: Node) -> list[np.ndarray]:
+    """The indices flattened onto the gathered axis: the output holds the same bytes."""
+    shape, ax = node.inputs[0].shape, node.attrs.get("axis", 0)
+    tables = [np.arange(d) for d in shape]
+    idx = np.asarray(node.inputs[1].const).astype(np.int64).reshape(-1)
+    tables[ax] = np.take(np.arange(shape[ax]), idx)
+    return tables
+
+
+def _resize_tables(node: Node) -> list[np.ndarray]:
+    a, shape = node.attrs, node.inputs[0].shape
+    tables = []
+    for ax, (out_len, scale) in enumerate(zip(a["sizes"], a["scales"])):
+        in_len = shape[ax]
+        if out_len == in_len and scale == 1.0:
+            tables.append(np.arange(in_len))
+            continue
+        c = resize_coords(out_len, in_len, scale, a["coordinate_transformation_mode"])
+        tables.append(np.clip(nearest_index(c, a.get("nearest_mode", "round_prefer_floor")), 0,
+                              in_len - 1).astype(np.int64))
+    return tables
+
+
+@lowering("Slice", checks=(_rank_at_most_max,))
+def _slice(em: Emitter, node: Node) -> str | None:
+    return _gather(em, node, _slice_tables(node))
+
+
+@lowering("Gather", checks=(_rank_at_most_max, _constant_indices, _gather_shape))
+def _gather_op(em: Emitter, node: Node) -> str | None:
+    return _gather(em, node, _gather_tables(node))
+
+
+@lowering("Resize", checks=(_rank_at_most_max, _nearest))
+def _resize(em: Emitter, node: Node) -> str | None:
+    return _gather(em, node, _resize_tables(node))
+
+
+def _gather(em: Emitter, node: Node, tables: list[np.ndarray]) -> str | None:
+    """Trailing axes copied whole become one ``memcpy`` run, an axis with one output index an
+    offset of the input pointer; the rest are byte-offset tables (int32, one entry per output
+    index of the axis)."""
+    x, y = node.inputs[0], node.outputs[0]
+    if int(np.prod([t.size for t in tables])) != y.type.size:
+        raise EdgeqError(f"{node.name}: {node.op} index tables do not cover the output shape "
+                         f"{list(y.shape)}")
+    if y.type.size == 0:
+        return None
+    shape = list(x.shape)
+    strides = [int(np.prod(shape[k + 1:])) for k in range(len(shape))]
+    keep = len(shape)
+    while keep and np.array_equal(tables[keep - 1], np.arange(shape[keep - 1])):
+        keep -= 1
+    run = int(np.prod(shape[keep:]))
+    base, dims, offsets = 0, [], []
+    for t, stride in zip(tables[:keep], strides[:keep]):
+        off = np.asarray(t, np.int64) * stride
+        if off.size == 1:
+            base += int(off[0])
+        else:
+            dims.append(off.size)
+            offsets.append(off)
+    src = em.ptr(x) if base == 0 else f"({em.ptr(x)} + {base})"
+    if not dims:
+        return f"memcpy({em.ptr(y)}, {src}, {run});"
+    d = em.const("int32_t", dims, node.name + "_dims")
+    off = em.const("int32_t", np.concatenate(offsets), node.name + "_offsets")
+    return f"eq_gather({src}, {em.ptr(y)}, {len(dims)}, {d}, {off}, {run});"
+
+
+@lowering("QResize")
+def _qresize(em: Emitter, node: Node) -> str:
+    """Linear resizing of H and W through the interpreter's per-row and per-column taps
+    (``linear_taps``: two source indices and a 10-bit weight each); int64 sums in C. Every
+    N x C plane alike."""
+    x, y = node.inputs[0], node.outputs[0]
+    mode = node.attrs["coordinate_transformation_mode"]
+    n, c, h, w = x.shape
+    oh, ow = y.shape[2:]
+    y0, y1, fy = linear_taps(h, oh, mode)
+    x0, x1, fx = linear_taps(w, ow, mode)
+    if y0.max() >= h or x0.max() >= w:  # pragma: no cover - the quantize check refuses these
+        raise EdgeqError(f"{node.name}: a QResize source index passes the input")
+
+    def t(values, hint: str) -> str:
+        return em.const("int32_t", np.asarray(values, np.int64), f"{node.name}_{hint}")
+
+    p = em.struct("eq_resize_linear_t", _fields(
+        planes=n * c, h=h, w=w, oh=oh, ow=ow, row_lo=t(y0 * w, "row_lo"),
+        row_hi=t(y1 * w, "row_hi"), row_f=t(fy, "row_f"), col_lo=t(x0, "col_lo"),
+        col_hi=t(x1, "col_hi"), col_f=t(fx, "col_f")))
+    return f"eq_resize_linear(&{p}, {em.ptr(x)}, {em.ptr(y)});"
 
 
 # --- whole-layer arithmetic --------------------------------------------------------------------

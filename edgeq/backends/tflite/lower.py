@@ -154,13 +154,16 @@ def _int8_activations(n: Node, nhwc: set[str]) -> str | None:
 NODE_CHECKS: tuple[Check, ...] = (_int8_activations,)
 
 
-def _plain_or_depthwise(n: Node, nhwc: set[str]) -> str | None:
-    """group is 1 (CONV_2D) or one group per input channel with one input channel per filter
-    (DEPTHWISE_CONV_2D): other groupings have no builtin."""
-    g, c = n.attrs["group"], n.inputs[0].shape[1]
-    if g != 1 and not (g == c and n.inputs[1].shape[1] == 1):
-        return f"grouped convolution (group={g}, {c} channels) has no TFLite builtin"
-    return None
+def pool_pads(n: Node) -> list[int]:
+    """[top, left, bottom, right] padding after which a VALID pool gives the node's output
+    size: edgeq's pads, bottom and right extended over ceil_mode's extra cells, or shortened
+    where the last window ends before them."""
+    a, x, y = n.attrs, n.inputs[0], n.outputs[0]
+    k, s, p = a["kernel_shape"], a["strides"], a["pads"]
+    d = a.get("dilations", [1, 1])
+    end = [max(0, (y.shape[2 + i] - 1) * s[i] + (k[i] - 1) * d[i] + 1 - x.shape[2 + i] - p[i])
+           for i in range(2)]
+    return [p[0], p[1], end[0], end[1]]
 
 
 def _padding_not_counted(n: Node, nhwc: set[str]) -> str | None:
@@ -171,18 +174,42 @@ def _padding_not_counted(n: Node, nhwc: set[str]) -> str | None:
     return None
 
 
-def _no_ceil_mode(n: Node, nhwc: set[str]) -> str | None:
-    """No ``ceil_mode``: TFLite's pools have floor output sizes."""
-    if n.attrs.get("ceil_mode"):
-        return "ceil_mode pooling has no TFLite form"
+def _undilated_pool(n: Node, nhwc: set[str]) -> str | None:
+    """No dilation: MAX_POOL_2D has none."""
+    if list(n.attrs.get("dilations", [1, 1])) != [1, 1]:
+        return "dilated max pooling has no TFLite form"
     return None
 
 
-def _same_or_valid_pool_pads(n: Node, nhwc: set[str]) -> str | None:
-    """Padding is none (VALID) or TFLite's SAME: AVERAGE_POOL_2D takes no explicit pads."""
-    if any(n.attrs["pads"]) and n.attrs["pads"] != same_pads(
-            n.inputs[0].shape[2:], n.attrs["kernel_shape"], n.attrs["strides"], [1, 1]):
-        return "average pooling padding is neither SAME nor VALID"
+def average_pool_mirrors(n: Node) -> tuple[bool, bool] | None:
+    """Per spatial axis, whether AVERAGE_POOL_2D runs on it reversed: TFLite's SAME puts the
+    larger half of the padding after the input, edgeq's pads (``pool_pads``, ceil_mode's cells
+    included) may put it before, and reversing the axis swaps the two. None when the padding
+    is neither SAME nor its mirror image; (False, False) for SAME as is and for VALID."""
+    pads = pool_pads(n)
+    if not any(pads):
+        return False, False
+    same = same_pads(n.inputs[0].shape[2:], n.attrs["kernel_shape"], n.attrs["strides"], [1, 1])
+    out = []
+    for i in range(2):
+        mine, theirs = (pads[i], pads[i + 2]), (same[i], same[i + 2])
+        if mine != theirs and mine[::-1] != theirs:
+            return None
+        out.append(mine != theirs)
+    return out[0], out[1]
+
+
+def _average_pool_pads(n: Node, nhwc: set[str]) -> str | None:
+    """The padding the windows need (``pool_pads``: edgeq's pads with ceil_mode's cells) is
+    none (VALID) or, per axis, TFLite's SAME or its mirror image (``average_pool_mirrors``):
+    AVERAGE_POOL_2D leaves padding out of the count only with SAME, and the cells of an
+    explicit PAD would be counted (ONNX counts neither padding nor ceil_mode's cells)."""
+    if average_pool_mirrors(n) is None:
+        same = same_pads(n.inputs[0].shape[2:], n.attrs["kernel_shape"], n.attrs["strides"],
+                         [1, 1])
+        return (f"average pooling padding {pool_pads(n)} (ceil_mode's cells included) is "
+                f"neither TFLite's SAME {same}, its mirror image, nor VALID: AVERAGE_POOL_2D "
+                f"would count an explicit pad")
     return None
 
 
@@ -413,6 +440,36 @@ class Writer:
                 return fn
         raise ValueError(f"{n.op} '{n.name}': clamp [{lo}, {hi}] is not a TFLite activation")
 
+    def weights_and_bias(self, name: str, x: Value, kq: np.ndarray, scales, bias: np.ndarray,
+                         qdim: int = 0) -> tuple[int, int]:
+        """Per-channel int8 weights ``kq`` (channels on ``qdim``, zero points 0) and the int32
+        bias at ``s_x * s_w[c]`` (a double product of float32 scales, as TFLite forms it)."""
+        wi = self.tensor(f"{name}/weight", kq.shape, np.int8, kq,
+                         self._qparams(scales, [0] * len(scales), qdim))
+        bscale = [float(np.float64(np.float32(x.qparams.scale[0])) * np.float32(sc))
+                  for sc in scales]
+        bi = self.tensor(f"{name}/bias", bias.shape, np.int32, bias,
+                         self._qparams(bscale, [0] * len(bscale)))
+        return wi, bi
+
+    def reversed_hw(self, name: str, src: int, v: Value, axes: tuple[bool, bool],
+                    into: int | None = None) -> int:
+        """The NHWC tensor ``src`` (holding ``v``) reversed along H and/or W (``axes``): a
+        STRIDED_SLICE with stride -1 there and every bit of its begin and end masks set."""
+        s = self.s
+        if into is None:
+            into = self.tensor(name, self.shape_of(v), np.int8, None,
+                               self._qparams(v.qparams.scale, v.qparams.zero_point))
+        o = s.StridedSliceOptionsT()
+        o.beginMask = o.endMask = 0b1111
+        strides = [1, -1 if axes[0] else 1, -1 if axes[1] else 1, 1]
+        self.op(s.BuiltinOperator.STRIDED_SLICE,
+                [src, self.const_i32(f"{name}/begin", [0] * 4),
+                 self.const_i32(f"{name}/end", [0] * 4),
+                 self.const_i32(f"{name}/strides", strides)],
+                [into], s.BuiltinOptions.StridedSliceOptions, o)
+        return into
+
     def padded_input(self, n: Node, x: Value, pads, k, strides, dil, pad_value: int):
         """(input tensor, Padding enum): SAME/VALID if they match, else an explicit PADV2."""
         P = self.s.Padding
@@ -434,15 +491,18 @@ class Writer:
         return out, P.VALID
 
 
-@lowering("QConv", checks=(_plain_or_depthwise,))
+@lowering("QConv")
 def _conv(w: Writer, n: Node) -> None:
+    """CONV_2D, grouped or not (the filter's input depth is C / group: LiteRT's reference
+    kernel and TFLite Micro take groups natively), or DEPTHWISE_CONV_2D for one group per
+    input channel with one input channel per filter."""
     s = w.s
     a = n.attrs
     x, wt, b = n.inputs
     y = n.outputs[0]
     xin, padding = w.padded_input(n, x, a["pads"], a["kernel_shape"], a["strides"],
                                   a["dilations"], a["x_zp"])
-    depthwise = a["group"] != 1
+    depthwise = a["group"] != 1 and a["group"] == x.shape[1] and wt.shape[1] == 1
     kq = wt.const
     if depthwise:  # (C*mult, 1, kh, kw) -> (1, kh, kw, C*mult), channels on dim 3
         kq = kq.transpose(1, 2, 3, 0)
@@ -450,12 +510,7 @@ def _conv(w: Writer, n: Node) -> None:
     else:  # OIHW -> OHWI
         kq = kq.transpose(0, 2, 3, 1)
         qdim = 0
-    wi = w.tensor(f"{n.name}/weight", kq.shape, np.int8, kq,
-                  w._qparams(wt.qparams.scale, [0] * len(wt.qparams.scale), qdim))
-    bscale = [float(np.float64(np.float32(x.qparams.scale[0])) * np.float32(sc))
-              for sc in wt.qparams.scale]
-    bi = w.tensor(f"{n.name}/bias", b.const.shape, np.int32, b.const,
-                  w._qparams(bscale, [0] * len(bscale)))
+    wi, bi = w.weights_and_bias(n.name, x, kq, wt.qparams.scale, b.const, qdim)
     if depthwise:
         o = s.DepthwiseConv2DOptionsT()
         o.depthMultiplier = wt.shape[0] // x.shape[1]
@@ -470,16 +525,112 @@ def _conv(w: Writer, n: Node) -> None:
     w.op(code, [xin, wi, bi], [w.act(y)], otype, o)
 
 
+def _tfl_window(same: bool, size: int, k: int, stride: int) -> tuple[int, int]:
+    """TFLite's window count over ``size`` and the padding before it (``ComputeOutSize`` and
+    ``ComputePaddingHeightWidth``, C division), for SAME or VALID."""
+    num = size + stride - 1 if same else size + stride - k
+    count = num // stride if num >= 0 else -(-num // stride)
+    return count, max(0, (count - 1) * stride + k - size) // 2
+
+
+def transpose_conv_plan(n: Node) -> tuple[bool, list[int], list[int]] | None:
+    """How TRANSPOSE_CONV gives QConvTranspose's output: (SAME or not, the H and W it writes,
+    the top and left rows and columns a STRIDED_SLICE then crops), None if it cannot.
+
+    TRANSPOSE_CONV writes the full scatter (``stride * (in - 1) + k``, a dilated ``k`` spread
+    out) shifted up and left by the padding TFLite derives from the size it writes, which must
+    give back the input size (``_tfl_window``); rows past the scatter hold the bias alone, as
+    ONNX's ``output_padding`` rows do."""
+    a, x, y = n.attrs, n.inputs[0], n.outputs[0]
+    k = [(a["kernel_shape"][i] - 1) * a["dilations"][i] + 1 for i in range(2)]
+    s, p = a["strides"], a["pads"]
+    out = list(y.shape[2:])
+    for same in (True, False):
+        if all(_tfl_window(same, out[i], k[i], s[i]) == (x.shape[2 + i], p[i])
+               for i in range(2)):
+            return same, out, [0, 0]
+    written = [max(s[i] * (x.shape[2 + i] - 1) + k[i], p[i] + out[i]) for i in range(2)]
+    if any(_tfl_window(False, written[i], k[i], s[i]) != (x.shape[2 + i], 0) for i in range(2)):
+        return None
+    return False, written, [p[0], p[1]]
+
+
+def _transpose_conv_reach(n: Node, nhwc: set[str]) -> str | None:
+    """The output ends less than ``stride`` rows and columns past the full scatter
+    (``output_padding - pads_end < stride``): TRANSPOSE_CONV writes no further."""
+    if transpose_conv_plan(n) is None:
+        return (f"output_padding {n.attrs['output_padding']} reaches a stride or more past "
+                f"the transposed convolution's full output: TRANSPOSE_CONV writes no further")
+    return None
+
+
+@lowering("QConvTranspose", checks=(_transpose_conv_reach,))
+def _conv_transpose(w: Writer, n: Node) -> None:
+    """TRANSPOSE_CONV, one per group (SPLIT_V of the input channels, CONCATENATION of the
+    outputs: the op has no groups); a dilated kernel is the undilated one with zeros between
+    its taps (the op has no dilation). ``transpose_conv_plan`` gives its padding and, when
+    neither SAME nor VALID crops as edgeq's pads do, the STRIDED_SLICE that does."""
+    s = w.s
+    a = n.attrs
+    x, wt, b = n.inputs
+    y = n.outputs[0]
+    plan = transpose_conv_plan(n)
+    assert plan is not None
+    same, written, crop = plan
+    g, (cin, mg) = a["group"], wt.shape[:2]
+    cg, d = cin // g, a["dilations"]
+    kd = np.zeros((cin, mg) + tuple((a["kernel_shape"][i] - 1) * d[i] + 1 for i in range(2)),
+                  np.int8)
+    kd[:, :, ::d[0], ::d[1]] = wt.const
+    qx = w._qparams(x.qparams.scale, x.qparams.zero_point)
+    qy = w._qparams(y.qparams.scale, y.qparams.zero_point)
+    shape_x, shape_y = w.shape_of(x), w.shape_of(y)
+    whole = [shape_y[0], written[0], written[1], shape_y[3]]
+    cropped = whole != shape_y
+    out = w.tensor(f"{n.name}/uncropped", whole, np.int8, None, qy) if cropped else w.act(y)
+    ins, outs = [w.act(x)], [out]
+    if g > 1:
+        ins = [w.tensor(f"{n.name}/group{i}_in", shape_x[:3] + [cg], np.int8, None, qx)
+               for i in range(g)]
+        outs = [w.tensor(f"{n.name}/group{i}_out", whole[:3] + [mg], np.int8, None, qy)
+                for i in range(g)]
+        so = s.SplitVOptionsT()
+        so.numSplits = g
+        w.op(s.BuiltinOperator.SPLIT_V, [w.act(x), w.const_i32(f"{n.name}/split", [cg] * g),
+                                         w.const_i32(f"{n.name}/split_axis", [3])], ins,
+             s.BuiltinOptions.SplitVOptions, so)
+    for i in range(g):
+        name = n.name if g == 1 else f"{n.name}/group{i}"
+        kq = kd[i * cg:(i + 1) * cg].transpose(1, 2, 3, 0)  # (Cg, Mg, kh, kw) -> OHWI
+        wi, bi = w.weights_and_bias(name, x, kq, wt.qparams.scale[i * mg:(i + 1) * mg],
+                                    b.const[i * mg:(i + 1) * mg])
+        o = s.TransposeConvOptionsT()
+        o.padding = s.Padding.SAME if same else s.Padding.VALID
+        o.strideH, o.strideW = a["strides"]
+        o.fusedActivationFunction = w.fused(n)
+        w.op(s.BuiltinOperator.TRANSPOSE_CONV,
+             [w.const_i32(f"{name}/output_shape", whole[:3] + [mg]), wi, ins[i], bi], [outs[i]],
+             s.BuiltinOptions.TransposeConvOptions, o)
+    if g > 1:
+        co = s.ConcatenationOptionsT()
+        co.axis = 3
+        co.fusedActivationFunction = s.ActivationFunctionType.NONE
+        w.op(s.BuiltinOperator.CONCATENATION, outs, [out], s.BuiltinOptions.ConcatenationOptions,
+             co)
+    if cropped:
+        begin = [0, crop[0], crop[1], 0]
+        w.op(s.BuiltinOperator.STRIDED_SLICE,
+             [out, w.const_i32(f"{n.name}/crop_begin", begin),
+              w.const_i32(f"{n.name}/crop_end", [b_ + e for b_, e in zip(begin, shape_y)]),
+              w.const_i32(f"{n.name}/crop_strides", [1, 1, 1, 1])], [w.act(y)],
+             s.BuiltinOptions.StridedSliceOptions, s.StridedSliceOptionsT())
+
+
 @lowering("QGemm", checks=(_fc_rank_at_most_4, _logical_layout))
 def _fc(w: Writer, n: Node) -> None:
     s = w.s
     x, wt, b = n.inputs
-    wi = w.tensor(f"{n.name}/weight", wt.const.shape, np.int8, wt.const,
-                  w._qparams(wt.qparams.scale, [0] * len(wt.qparams.scale), 0))
-    bscale = [float(np.float64(np.float32(x.qparams.scale[0])) * np.float32(sc))
-              for sc in wt.qparams.scale]
-    bi = w.tensor(f"{n.name}/bias", b.const.shape, np.int32, b.const,
-                  w._qparams(bscale, [0] * len(bscale)))
+    wi, bi = w.weights_and_bias(n.name, x, wt.const, wt.qparams.scale, b.const)
     o = s.FullyConnectedOptionsT()
     o.fusedActivationFunction = w.fused(n)
     o.keepNumDims = len(x.shape) > 2  # (..., K) -> (..., N)
@@ -540,23 +691,35 @@ def _prelu(w: Writer, n: Node) -> None:
     w.op(w.s.BuiltinOperator.PRELU, _operands(w, n), [w.act(n.outputs[0])])
 
 
-@lowering("MaxPool", checks=(_no_ceil_mode,))
-@lowering("QAveragePool", checks=(_padding_not_counted, _no_ceil_mode,
-                                  _same_or_valid_pool_pads))
+@lowering("MaxPool", checks=(_undilated_pool,))
+@lowering("QAveragePool", checks=(_padding_not_counted, _average_pool_pads))
 def _pool(w: Writer, n: Node) -> None:
+    """TFLite's SAME or VALID with the padding the windows need (``pool_pads``, ceil_mode
+    included). Otherwise max pooling gets an explicit PADV2 with -128 (below every input, as
+    ONNX's -inf) and VALID; average pooling runs SAME between two STRIDED_SLICEs that reverse
+    the axes whose padding is SAME's mirror image (``average_pool_mirrors``)."""
     s = w.s
     a = n.attrs
-    x = n.inputs[0]
+    x, y = n.inputs[0], n.outputs[0]
+    pads = pool_pads(n)
+    padding = s.Padding.SAME if any(pads) else s.Padding.VALID
+    options = s.BuiltinOptions.Pool2DOptions
     if n.op == "MaxPool":
-        xin, padding = w.padded_input(n, x, a["pads"], a["kernel_shape"], a["strides"],
-                                      a.get("dilations", [1, 1]), -128)
-        code = s.BuiltinOperator.MAX_POOL_2D
-    else:
-        xin = w.act(x)
-        padding = s.Padding.SAME if any(a["pads"]) else s.Padding.VALID
-        code = s.BuiltinOperator.AVERAGE_POOL_2D
-    w.op(code, [xin], [w.act(n.outputs[0])], s.BuiltinOptions.Pool2DOptions,
-         _pool_options(w, a, padding))
+        xin, padding = w.padded_input(n, x, pads, a["kernel_shape"], a["strides"], [1, 1], -128)
+        w.op(s.BuiltinOperator.MAX_POOL_2D, [xin], [w.act(y)], options,
+             _pool_options(w, a, padding))
+        return
+    mirrors = average_pool_mirrors(n)
+    assert mirrors is not None
+    if not any(mirrors):
+        w.op(s.BuiltinOperator.AVERAGE_POOL_2D, [w.act(x)], [w.act(y)], options,
+             _pool_options(w, a, padding))
+        return
+    xin = w.reversed_hw(f"{n.name}/reversed_in", w.act(x), x, mirrors)
+    out = w.tensor(f"{n.name}/reversed_out", w.shape_of(y), np.int8, None,
+                   w._qparams(y.qparams.scale, y.qparams.zero_point))
+    w.op(s.BuiltinOperator.AVERAGE_POOL_2D, [xin], [out], options, _pool_options(w, a, padding))
+    w.reversed_hw(f"{n.name}/unreversed", out, y, mirrors, into=w.act(y))
 
 
 def _pool_options(w: Writer, a: dict, padding: int):
@@ -697,6 +860,19 @@ def _resize(w: Writer, n: Node) -> None:
          [w.act(n.outputs[0])], s.BuiltinOptions.ResizeNearestNeighborOptions, o)
 
 
+@lowering("QResize")
+def _resize_bilinear(w: Writer, n: Node) -> None:
+    """RESIZE_BILINEAR: QResize is its int8 arithmetic (``edgeq.ops.resize``); the coordinate
+    mode sets align_corners or half_pixel_centers (neither: asymmetric)."""
+    s = w.s
+    mode = n.attrs["coordinate_transformation_mode"]
+    o = s.ResizeBilinearOptionsT()
+    o.alignCorners, o.halfPixelCenters = mode == "align_corners", mode == "half_pixel"
+    w.op(s.BuiltinOperator.RESIZE_BILINEAR,
+         [w.act(n.inputs[0]), w.const_i32(f"{n.name}/size", list(n.outputs[0].shape[2:]))],
+         [w.act(n.outputs[0])], s.BuiltinOptions.ResizeBilinearOptions, o)
+
+
 @lowering("Slice")
 def _slice(w: Writer, n: Node) -> None:
     s = w.s
@@ -756,21 +932,26 @@ def _batch_matmul(w: Writer, n: Node) -> None:
          [w.act(n.outputs[0])], s.BuiltinOptions.BatchMatMulOptions, o)
 
 
-@lowering("QReduceMean", checks=(_logical_layout, _mean_as_fc))
+@lowering("QReduceMean", checks=(_mean_as_fc,))
 def _mean(w: Writer, n: Node) -> None:
     """Mean as TFLite computes it in integers: the reduced axes moved last (TRANSPOSE), merged
     (RESHAPE), then a FULLY_CONNECTED with one output and weights of 1 at scale 1/count, whose
-    multiplier the quantizer derived from those scales; RESHAPE to the output shape."""
+    multiplier the quantizer derived from those scales; RESHAPE to the output shape. On NHWC
+    tensors the TRANSPOSE reads the stored axes, and the kept axes go in the order the output
+    stores them (torchvision's ``x.mean([2, 3])`` after the last convolution)."""
     s = w.s
     x, y = n.inputs[0], n.outputs[0]
     rank = len(x.shape)
     axes = sorted(a % rank for a in (n.attrs.get("axes") or range(rank)))
     keep = [a for a in range(rank) if a not in axes]
+    if y.name in w.nhwc:  # keepdims: the reduced axes are 1, the kept ones in NHWC order
+        keep.sort(key=lambda a: AXIS_TO_NHWC[a])
+    perm = [AXIS_TO_NHWC[a] if x.name in w.nhwc else a for a in keep + axes]
     qx = w._qparams(x.qparams.scale, x.qparams.zero_point)
     src = w.act(x)
-    if keep + axes != list(range(rank)):
+    if perm != list(range(rank)):
         t = w.tensor(f"{n.name}/moved", [x.shape[a] for a in keep + axes], np.int8, None, qx)
-        w.op(s.BuiltinOperator.TRANSPOSE, [src, w.const_i32(f"{n.name}/perm", keep + axes)],
+        w.op(s.BuiltinOperator.TRANSPOSE, [src, w.const_i32(f"{n.name}/perm", perm)],
              [t], s.BuiltinOptions.TransposeOptions, s.TransposeOptionsT())
         src = t
     count = int(np.prod([x.shape[a] for a in axes]))
