@@ -16,6 +16,7 @@ import numpy as np
 from edgeq.backends.base import Refusal
 from edgeq.ir.graph import DType, Graph, Node, Value
 from edgeq.ir.registry import registrar
+from edgeq.ops.resize import linear_taps
 
 OPSET = 21
 SESSION_CONFIG = "session.x64quantprecision=1"
@@ -391,6 +392,40 @@ def _resize(b: Builder, n: Node) -> None:
                                                                               np.int64))],
               mode="nearest", coordinate_transformation_mode=a["coordinate_transformation_mode"],
               nearest_mode=a.get("nearest_mode", "round_prefer_floor"))
+
+
+@lowering("QResize")
+def _qresize(b: Builder, n: Node) -> None:
+    """Exact: TFLite's integer bilinear arithmetic spelled in int64 ONNX ops (ORT has no
+    integer linear Resize): the four corner rows and columns gathered with the interpreter's
+    own index tables, weighted by the 10-bit products, summed, and divided by 2**20 rounding
+    half away from zero (``sign(acc) * ((|acc| + 2**19) / 2**20)``, positive division)."""
+    x, y = n.inputs[0], n.outputs[0]
+    h, w = x.shape[2], x.shape[3]
+    oh, ow = n.attrs["sizes"][2], n.attrs["sizes"][3]
+    mode = n.attrs["coordinate_transformation_mode"]
+    y0, y1, fy = linear_taps(h, oh, mode)
+    x0, x1, fx = linear_taps(w, ow, mode)
+    xi = b.node("Cast", [x.name], f"{n.name}/wide", to=7)  # int64
+    acc = None
+    for k, (rows, wr) in enumerate(((y0, 1024 - fy), (y1, fy))):
+        r = b.node("Gather", [xi, b.const(f"{n.name}/rows{k}", rows.astype(np.int64))],
+                   f"{n.name}/rows{k}", axis=2)
+        for j, (cols, wc) in enumerate(((x0, 1024 - fx), (x1, fx))):
+            c = b.node("Gather", [r, b.const(f"{n.name}/cols{j}", cols.astype(np.int64))],
+                       f"{n.name}/corner{k}{j}", axis=3)
+            t = b.node("Mul", [c, b.const(f"{n.name}/weight{k}{j}",
+                                          (wr[:, None] * wc[None, :]).astype(np.int64))],
+                       f"{n.name}/weighted{k}{j}")
+            acc = t if acc is None else b.node("Add", [acc, t], f"{n.name}/sum{k}{j}")
+    assert acc is not None
+    mag = b.node("Div", [b.node("Add", [b.node("Abs", [acc], f"{n.name}/abs"),
+                                        b.const(f"{n.name}/half", np.int64(1 << 19))],
+                                f"{n.name}/nudged"), b.const(f"{n.name}/one", np.int64(1 << 20))],
+                 f"{n.name}/magnitude")
+    q = b.node("Mul", [mag, b.node("Sign", [acc], f"{n.name}/sign")], f"{n.name}/rounded")
+    b.nodes.append(b.h.make_node("Cast", [q], [y.name], name=n.name,
+                                 to=_onnx_type(y.dtype)))
 
 
 def _onnx_type(dtype: DType) -> int:

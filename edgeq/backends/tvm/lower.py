@@ -16,7 +16,7 @@ from edgeq.backends.base import Refusal
 from edgeq.ir.graph import Graph, Node
 from edgeq.ir.registry import registrar
 from edgeq.ops.pool import pool_output_hw
-from edgeq.ops.resize import nearest_index, resize_coords
+from edgeq.ops.resize import linear_taps, nearest_index, resize_coords
 
 Check = Callable[[Node], "str | None"]
 GraphCheck = Callable[[Graph], "str | None"]
@@ -555,6 +555,31 @@ def _take_based(lw: Lowerer, n: Node) -> None:
                           in_len - 1).astype(np.int64)
             y = lw.emit(lw.op.take(y, lw.c(idx), axis=ax))
     lw.env[n.outputs[0].name] = y
+
+
+@lowering("QResize")
+def _qresize(lw: Lowerer, n: Node) -> None:
+    """TFLite's integer bilinear arithmetic: corners taken with the interpreter's index tables,
+    int64 products with the 10-bit weights, summed, divided by 2**20 half away from zero."""
+    op = lw.op
+    x, y = n.inputs[0], n.outputs[0]
+    oh, ow = n.attrs["sizes"][2], n.attrs["sizes"][3]
+    mode = n.attrs["coordinate_transformation_mode"]
+    y0, y1, fy = linear_taps(x.shape[2], oh, mode)
+    x0, x1, fx = linear_taps(x.shape[3], ow, mode)
+    xi = lw.emit(op.astype(lw.val(x), "int64"))
+    acc = None
+    for rows, wr in ((y0, 1024 - fy), (y1, fy)):
+        r = lw.emit(op.take(xi, lw.c(rows.astype(np.int64)), axis=2))
+        for cols, wc in ((x0, 1024 - fx), (x1, fx)):
+            t = lw.emit(op.multiply(op.take(r, lw.c(cols.astype(np.int64)), axis=3),
+                                    _i64(lw, wr[:, None] * wc[None, :])))
+            acc = t if acc is None else lw.emit(op.add(acc, t))
+    half, shift = _i64(lw, 1 << 19), _i64(lw, 20)
+    up = op.right_shift(op.add(acc, half), shift)
+    down = op.negative(op.right_shift(op.add(op.negative(acc), half), shift))
+    q = lw.emit(op.where(op.greater(acc, _i64(lw, 0)), up, down))
+    lw.env[y.name] = lw.emit(op.astype(q, np.dtype(y.dtype.numpy).name))
 
 
 @lowering("Pad", checks=(_constant_nonnegative_pads,))
