@@ -28,8 +28,8 @@ from edgeq.backends import get_backend
 from edgeq.backends.base import CompileNode, Feeds, per_layer_check, single_node_graph
 from edgeq.ir.graph import EdgeqError, Graph, Node
 from edgeq.quant.calibrate import CalibrationData
-from edgeq.quant.pipeline import dequantize_array, quantize_feeds, quantize_model, \
-    structural_graph
+from edgeq.quant.pipeline import (MIXED_RANGE_SCOPES, dequantize_array, quantize_feeds,
+                                  quantize_model, structural_graph)
 from edgeq.runtime.reference import run_graph
 
 HOLD_OUT = 0.25
@@ -225,6 +225,9 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
         opts["rounding"] = rule
     elif opts.get("rounding") is None:
         opts.pop("rounding", None)
+    scopes = [be.int16_activations for be in backends.values()]
+    opts.setdefault("mixed_range_int16", min(scopes, key=MIXED_RANGE_SCOPES[::-1].index)
+                    if scopes else "any")
     refused: dict[str, list[str]] = {}
 
     def check(graph: Graph, when: str) -> None:

@@ -19,7 +19,10 @@ the session object ``session`` returns. The methods, in the order export calls t
 - ``describe(artifact, checks) -> dict``: the backend's own report entries and checks, given the
   shared references of ``Checks``;
 - ``runs_on_host``: False where nothing here can run the artifact (an NPU without simulator):
-  export then reports the lowering only.
+  export then reports the lowering only;
+- ``int16_activations``: where its kernels take int16 activations: "any", "outputs" (only in
+  data movement to the graph outputs) or "none"; export keeps mixed-range Concats int16 only
+  where every target takes them (``quant.pipeline.mixed_range_concats``).
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ class Backend(ABC):
     artifact: str  # the file or folder ``lower`` writes in the output folder
     runs_on_host: bool = True
     rounding: str | None = None  # the requantization rule its kernels need, if any
+    int16_activations: str = "any"  # "any", "outputs" (data movement to outputs) or "none"
 
     def __init__(self, allow_fallback: bool = False):
         # --allow-fallback: nodes the integer kernels lack may run in float where the runtime

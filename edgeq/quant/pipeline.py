@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from edgeq.ir.graph import DType, EdgeqError, Graph, QParams
+from edgeq.ir.graph import DType, EdgeqError, Graph, QParams, Value
 from edgeq.ops import has
 from edgeq.passes.decompose_layernorm import decompose_layernorm
 from edgeq.passes.equalize import Equalize
@@ -88,12 +88,40 @@ MIXED_RANGE_RATIO = 32.0  # an input this many times narrower keeps under 8 of i
 LOW_OUTPUT_SQNR_DB = 10.0
 
 
-def mixed_range_concats(fg: Graph, ranges: dict[str, tuple[float, float]]
-                        ) -> dict[str, dict[str, Any]]:
+MIXED_RANGE_SCOPES = ("any", "outputs", "none")
+
+
+def _feeds_outputs_only(fg: Graph, v: Value) -> bool:
+    """Every path from ``v`` ends at a graph output through data movement only (a detector's
+    final Concat, then Reshape / Transpose)."""
+    outputs = {o.name for o in fg.outputs}
+    stack, seen = [v], set()
+    while stack:
+        x = stack.pop()
+        if x.name in seen:
+            continue
+        seen.add(x.name)
+        users = x.users()
+        if not users and x.name not in outputs:
+            return False
+        for u in users:
+            if not has(u.op, "moves_data"):
+                return False
+            stack += u.outputs
+    return True
+
+
+def mixed_range_concats(fg: Graph, ranges: dict[str, tuple[float, float]],
+                        scope: str = "any") -> dict[str, dict[str, Any]]:
     """Concats whose inputs' ranges differ by more than MIXED_RANGE_RATIO: one int8 scale
     flattens the narrow ones (a detector's final Concat of box coordinates, 0..320, with
-    scores, 0..1, loses the scores). Each gets ``ratio`` and whether its output can be int16
-    (every reader takes int16), which ``quantize`` then applies."""
+    scores, 0..1, loses the scores). Each gets ``ratio`` and whether its output becomes int16,
+    which ``quantize`` then applies: with ``scope`` "any" when every reader takes int16, with
+    "outputs" (targets that take int16 only in data movement: TFLite, C) when it feeds only
+    graph outputs through data movement, with "none" never; ``why`` says why not."""
+    if scope not in MIXED_RANGE_SCOPES:
+        raise EdgeqError(f"mixed-range scope must be one of {', '.join(MIXED_RANGE_SCOPES)}, "
+                         f"got {scope!r}")
     candidates = set(int16_candidates(fg))
     out = {}
     for n in fg.nodes:
@@ -104,9 +132,20 @@ def mixed_range_concats(fg: Graph, ranges: dict[str, tuple[float, float]]
         if len(widths) < 2 or min(widths) <= 0:
             continue
         ratio = max(widths) / min(widths)
-        if ratio > MIXED_RANGE_RATIO:
-            name = n.outputs[0].name
-            out[name] = {"ratio": round(ratio, 1), "int16": name in candidates}
+        if ratio <= MIXED_RANGE_RATIO:
+            continue
+        v = n.outputs[0]
+        why = None
+        if v.name not in candidates:
+            why = "its readers do not all take int16"
+        elif scope == "none":
+            why = "a target takes no int16 activations"
+        elif scope == "outputs" and not _feeds_outputs_only(fg, v):
+            why = "a target takes int16 only in data movement to the outputs, and it feeds " \
+                  "computation"
+        out[v.name] = {"ratio": round(ratio, 1), "int16": why is None}
+        if why:
+            out[v.name]["why"] = why
     return out
 
 
@@ -154,8 +193,8 @@ def choose_int16(fg: Graph, convert_with, samples: list[dict[str, np.ndarray]],
 
 def quantize(graph: Graph, data: CalibrationData, cfg: QuantConfig = QuantConfig(),
              equalize: bool = True, eval_samples: int = 32, progress: bool | None = None,
-             int16_auto: bool = False, target_sqnr_db: float = 40.0, max_int16: int = 8
-             ) -> QuantResult:
+             int16_auto: bool = False, target_sqnr_db: float = 40.0, max_int16: int = 8,
+             mixed_range_int16: str = "any") -> QuantResult:
     """``graph`` must be an optimized float graph (``edgeq.optimize``). With ``int16_auto``,
     the fewest activations (greedy, at most ``max_int16``) become int16 so that the output
     SQNR reaches ``target_sqnr_db`` on the calibration data."""
@@ -175,7 +214,7 @@ def quantize(graph: Graph, data: CalibrationData, cfg: QuantConfig = QuantConfig
     hists = calibrate(fg, data, progress, moments)
     ranges = {k: observe(h, cfg.observer, cfg.percentile) for k, h in hists.items()}
     means = {k: h.channel_mean for k, h in hists.items() if h.channel_mean is not None}
-    mixed_ranges = mixed_range_concats(fg, ranges)
+    mixed_ranges = mixed_range_concats(fg, ranges, mixed_range_int16)
     wide = tuple(v for v, m in mixed_ranges.items() if m["int16"] and v not in cfg.int16)
     cfg = replace(cfg, int16=cfg.int16 + wide)
     mixed: list[dict[str, Any]] = []
@@ -216,8 +255,8 @@ def quality_warnings(report: dict[str, Any]) -> list[str]:
     out = [f"output '{o}' has an SQNR of {db} dB (below {LOW_OUTPUT_SQNR_DB:g} dB): the integer "
            f"model has lost it" for o, db in report["output_sqnr_db"].items()
            if db < LOW_OUTPUT_SQNR_DB]
-    out += [f"Concat '{v}' joins inputs whose ranges differ {m['ratio']}x; its readers do not "
-            f"all take int16, so the narrow inputs keep few int8 levels"
+    out += [f"Concat '{v}' joins inputs whose ranges differ {m['ratio']}x and stays int8 "
+            f"({m.get('why', 'not int16')}): the narrow inputs keep few int8 levels"
             for v, m in report.get("mixed_range_concats", {}).items() if not m["int16"]]
     return out
 
@@ -300,11 +339,13 @@ def quantize_model(graph: Graph, calib: Any, *, observer: str = "minmax", weight
              bias_correction: bool = True, calib_samples: int | None = None,
              eval_samples: int = 32, progress: bool | None = None,
              target_sqnr_db: float = 40.0, max_int16: int = 8,
-             weight_rounding: str = "gptq"):
+             weight_rounding: str = "gptq", mixed_range_int16: str = "any"):
     """An optimized float graph + calibration data (a path to .npy/.npz/an image folder, an
     array with samples on axis 0, or a CalibrationData) -> QuantResult(graph, float_graph,
     report). ``int16`` names values to keep in int16, or is ``"auto"``: the fewest values
-    (at most ``max_int16``) that bring the output SQNR to ``target_sqnr_db``."""
+    (at most ``max_int16``) that bring the output SQNR to ``target_sqnr_db``.
+    ``mixed_range_int16`` ("any", "outputs", "none"): which Concats of mixed ranges may become
+    int16 (``mixed_range_concats``); export picks it from its targets."""
     if observer not in OBSERVERS:
         raise EdgeqError(f"unknown observer {observer!r}; choose one of {', '.join(OBSERVERS)}")
     if is_integer(graph):
@@ -329,4 +370,4 @@ def quantize_model(graph: Graph, calib: Any, *, observer: str = "minmax", weight
                       weight_rounding=weight_rounding)
     return quantize(graph, data, cfg, equalize=equalize, eval_samples=eval_samples,
                      progress=progress, int16_auto=auto, target_sqnr_db=target_sqnr_db,
-                     max_int16=max_int16)
+                     max_int16=max_int16, mixed_range_int16=mixed_range_int16)

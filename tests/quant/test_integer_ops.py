@@ -9,6 +9,7 @@ import pytest
 import edgeq
 from edgeq.ir.graph import EdgeqError
 from edgeq.quant.pipeline import dequantize_array, quality_warnings, quantize_feeds, run_integer
+from edgeq.quant.calibrate import CalibrationData
 from edgeq.runtime.reference import run_graph
 from tests.helpers import CASES, X, n, w
 from tests.helpers import quantized_case as _quantized
@@ -169,3 +170,48 @@ def test_mixed_range_concat_is_widened_and_a_lost_output_is_warned_about():
     low = dict(res.report, output_sqnr_db={"y": 3.2}, mixed_range_concats={})
     assert quality_warnings(low) == ["output 'y' has an SQNR of 3.2 dB (below 10 dB): the "
                                      "integer model has lost it"]
+
+
+@pytest.mark.parametrize("scope,feeds_conv,wide", [
+    ("any", True, True), ("outputs", False, True), ("outputs", True, False),
+    ("none", False, False)])
+def test_mixed_range_concat_scope_follows_what_the_targets_take(scope, feeds_conv, wide):
+    """TFLite and C take int16 only in data movement to the outputs: export asks for scope
+    "outputs", and a mixed-range Concat feeding a convolution then stays int8, with a warning
+    that says why."""
+    nodes = [n("Conv", ["x", "w"], ["c"]), n("Split", ["c"], ["b", "s"], axis=1, split=[4, 2]),
+             n("Mul", ["b", "k"], ["boxes"]), n("Sigmoid", ["s"], ["scores"]),
+             n("Concat", ["boxes", "scores"], ["cat"], axis=1)]
+    tail = [n("Conv", ["cat", "w2"], ["y"])] if feeds_conv else \
+        [n("Transpose", ["cat"], ["y"], perm=[0, 2, 3, 1])]
+    g = graph_of(nodes + tail, {"x": (1, 6, 8, 8)}, ["y"],
+                 {"w": w(6, 6, 1, 1), "k": np.float32(160), "w2": w(3, 6, 1, 1)})
+    g, _ = edgeq.optimize(g)
+    x = R.normal(0, 1, (16, 6, 8, 8)).astype(np.float32)
+    res = edgeq.quantize(g, x, equalize=False, mixed_range_int16=scope)
+    m = res.report["mixed_range_concats"]["cat"]
+    assert m["int16"] == wide
+    assert (res.graph.values["cat"].dtype.value == "int16") == wide
+    if not wide:
+        assert m["why"] in res.report["warnings"][-1]
+
+
+def test_export_keeps_mixed_range_concats_where_every_target_takes_them(monkeypatch):
+    from edgeq.backends import get_backend
+    from edgeq.export import export
+
+    seen = {}
+
+    def spy(fg, calib, **opts):
+        seen.update(opts)
+        raise EdgeqError("stop after the options")
+
+    monkeypatch.setattr("edgeq.export.quantize_model", spy)
+    g, _ = edgeq.optimize(graph_of([n("Relu", ["x"])], {"x": (1, 6, 8, 8)}, ["y"], {}))
+    calib = CalibrationData(g, arrays={"x": R.normal(size=(4, 6, 8, 8)).astype(np.float32)})
+    for targets in (["ort", "tvm"], ["ort", "tflite"]):
+        with pytest.raises(EdgeqError, match="stop after the options"):
+            export(g, calib, targets, "/nonexistent-never-written", {"eval_samples": 1})
+        want = min((get_backend(t).int16_activations for t in targets),
+                   key=("none", "outputs", "any").index)
+        assert seen["mixed_range_int16"] == want
