@@ -143,9 +143,10 @@ def mixed_range_concats(fg: Graph, ranges: dict[str, tuple[float, float]],
         elif scope == "outputs" and not _feeds_outputs_only(fg, v):
             why = "a target takes int16 only in data movement to the outputs, and it feeds " \
                   "computation"
-        out[v.name] = {"ratio": round(ratio, 1), "int16": why is None}
+        entry: dict[str, Any] = {"ratio": round(ratio, 1), "int16": why is None}
         if why:
-            out[v.name]["why"] = why
+            entry["why"] = why
+        out[v.name] = entry
     return out
 
 
