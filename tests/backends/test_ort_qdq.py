@@ -161,3 +161,14 @@ def test_every_integer_op_case_within_one_lsb_per_layer_on_ort(case):
     cal = CalibrationData(g, arrays={"x": x})
     envs = [run_graph(ig, quantize_feeds(ig, cal.sample(i)), keep=True) for i in range(3)]
     assert per_layer_check(ig, envs, get_backend("ort").compile_node)["max_abs_diff_lsb"] <= 1
+
+
+@pytest.mark.parametrize("case", ["resize_linear", "resize_linear_align_corners"])
+def test_integer_linear_resize_is_exact_on_ort(case):
+    """QResize is integer arithmetic in int64 ONNX ops, not a float Resize: 0 LSB."""
+    g, res, x = _quantized(case)
+    ig = res.graph
+    assert [n.op for n in ig.nodes] == ["QResize"]
+    cal = CalibrationData(g, arrays={"x": x})
+    envs = [run_graph(ig, quantize_feeds(ig, cal.sample(i)), keep=True) for i in range(4)]
+    assert per_layer_check(ig, envs, get_backend("ort").compile_node)["max_abs_diff_lsb"] == 0
