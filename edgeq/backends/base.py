@@ -38,6 +38,7 @@ import numpy as np
 
 from edgeq import serialize
 from edgeq.ir.graph import EdgeqError, Graph, Node, Value
+from edgeq.ir.registry import registrar
 
 Feeds = dict[str, np.ndarray]
 # one node compiled alone: the interpreter's values by name in, the node's outputs out (in order)
@@ -58,6 +59,40 @@ class Refusal:
 
     def __str__(self) -> str:
         return f"{self.op} '{self.node}': {self.reason}" if self.node else self.reason
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """One op's lowering in a backend's registry: ``emit(writer, node)`` writes it; ``checks``
+    return a user-readable refusal reason or None (their docstrings are the conditions of
+    docs/supported_ops.md), first failure wins. A check takes the node, plus whatever context
+    the backend's ``refusal`` call passes (TFLite: its NHWC values)."""
+
+    emit: Callable[..., Any]
+    checks: tuple[Callable[..., "str | None"], ...] = ()
+
+    def refusal(self, node: Node, *context: Any) -> str | None:
+        """The reason of the first check that fails on ``node``, or None."""
+        for check in self.checks:
+            reason = check(node, *context)
+            if reason:
+                return reason
+        return None
+
+
+def lowering_registry(table: dict[str, Lowering]) -> Callable[..., Callable[[Callable],
+                                                                          Callable]]:
+    """The ``@lowering(*ops, checks=(...))`` decorator filling ``table``: the decorated function
+    is the lowering of ``ops``; decorators stack when ops share a function but not checks."""
+    register = registrar(table)
+
+    def lowering(*ops: str, checks: tuple[Callable[..., "str | None"], ...] = ()
+                 ) -> Callable[[Callable], Callable]:
+        def deco(fn: Callable) -> Callable:
+            register(*ops)(Lowering(fn, checks))
+            return fn
+        return deco
+    return lowering
 
 
 @dataclass(frozen=True)

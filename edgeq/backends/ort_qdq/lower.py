@@ -8,14 +8,12 @@ condition docs/supported_ops.md lists); ``GRAPH_CHECKS`` apply to the whole grap
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from edgeq.backends.base import Refusal
+from edgeq.backends.base import Lowering, Refusal, lowering_registry
 from edgeq.ir.graph import DType, Graph, Node, Value
-from edgeq.ir.registry import registrar
 from edgeq.ops.resize import linear_taps
 
 OPSET = 21
@@ -25,34 +23,8 @@ GraphCheck = Callable[[Graph], "str | None"]
 NO_LOWERING = "no QDQ lowering for this op"
 
 
-@dataclass(frozen=True)
-class Lowering:
-    """One op's QDQ lowering: ``emit(builder, node)`` adds its ONNX nodes; ``checks`` return a
-    user-readable refusal reason or None, first failure wins."""
-
-    emit: Callable[["Builder", Node], None]
-    checks: tuple[Check, ...] = ()
-
-    def refusal(self, node: Node) -> str | None:
-        """The reason of the first check that fails on ``node``, or None."""
-        for check in self.checks:
-            reason = check(node)
-            if reason:
-                return reason
-        return None
-
-
 LOWER: dict[str, Lowering] = {}
-_register = registrar(LOWER)
-
-
-def lowering(*ops: str, checks: tuple[Check, ...] = ()) -> Callable[[Callable], Callable]:
-    """``@lowering("QConvTranspose", checks=(...))``: the decorated function is the QDQ
-    lowering of ``ops``; decorators stack when ops share a function but not their checks."""
-    def deco(fn: Callable) -> Callable:
-        _register(*ops)(Lowering(fn, checks))
-        return fn
-    return deco
+lowering = lowering_registry(LOWER)  # @lowering(op, checks=(...)): the op's QDQ lowering
 
 
 # --- graph-wide checks (each returns the reason it fails, or None) ----------------------------

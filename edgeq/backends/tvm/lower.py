@@ -7,14 +7,12 @@ condition docs/supported_ops.md lists); ``GRAPH_CHECKS`` apply to the whole grap
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from edgeq.backends.base import Refusal
+from edgeq.backends.base import Lowering, Refusal, lowering_registry
 from edgeq.ir.graph import Graph, Node
-from edgeq.ir.registry import registrar
 from edgeq.ops.pool import pool_output_hw
 from edgeq.ops.resize import linear_taps, nearest_index, resize_coords
 
@@ -23,34 +21,8 @@ GraphCheck = Callable[[Graph], "str | None"]
 NO_LOWERING = "no Relax lowering for this op yet"
 
 
-@dataclass(frozen=True)
-class Lowering:
-    """One op's Relax lowering: ``emit(lowerer, node)`` binds its outputs in ``lowerer.env``;
-    ``checks`` return a user-readable refusal reason or None, first failure wins."""
-
-    emit: Callable[["Lowerer", Node], None]
-    checks: tuple[Check, ...] = ()
-
-    def refusal(self, node: Node) -> str | None:
-        """The reason of the first check that fails on ``node``, or None."""
-        for check in self.checks:
-            reason = check(node)
-            if reason:
-                return reason
-        return None
-
-
 LOWER: dict[str, Lowering] = {}
-_register = registrar(LOWER)
-
-
-def lowering(*ops: str, checks: tuple[Check, ...] = ()) -> Callable[[Callable], Callable]:
-    """``@lowering("Pad", checks=(...))``: the decorated function is the Relax lowering of
-    ``ops``."""
-    def deco(fn: Callable) -> Callable:
-        _register(*ops)(Lowering(fn, checks))
-        return fn
-    return deco
+lowering = lowering_registry(LOWER)  # @lowering(op, checks=(...)): the op's Relax lowering
 
 
 # --- graph-wide checks (each returns the reason it fails, or None) ----------------------------
