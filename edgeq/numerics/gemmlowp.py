@@ -116,6 +116,10 @@ def softmax_params(input_scale: float, beta: float = 1.0) -> tuple[int, int, int
     """(input_multiplier, input_left_shift, diff_min) as TFLite's Prepare derives them."""
     bits = SCALED_DIFF_INTEGER_BITS
     real = min(beta * float(input_scale) * (1 << (31 - bits)), (1 << 31) - 1.0)
+    if real <= 1.0:  # TFLite's QuantizeMultiplierGreaterThanOne requires it (a left shift)
+        raise ValueError(f"softmax input scale {input_scale:.3g} is below 2**-{31 - bits}: "
+                         f"TFLite's softmax needs a wider input range (its logits are "
+                         f"near-constant)")
     m, n = quantize_multiplier(real)  # TFLite's QuantizeMultiplier: real = m 2**(left - 31)
     left = 31 - n
     radius = math.floor(((1 << bits) - 1) * (1 << (31 - bits)) / (1 << left))

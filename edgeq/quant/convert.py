@@ -225,7 +225,12 @@ class Converter:
             iv.qparams = self.out_qparams(v)
             self.map[v.name] = iv
         for node in self.fg.nodes:
-            QUANTIZE[node.op](self, node)
+            try:
+                QUANTIZE[node.op](self, node)
+            except EdgeqError:
+                raise
+            except (ValueError, ArithmeticError) as e:  # a rescale no integer form can hold
+                raise EdgeqError(f"cannot quantize {node.op} '{node.name}': {e}") from None
         self.g.outputs = [self.get(v) for v in self.fg.outputs]
         self.g.prune_values()
         return self.g

@@ -215,3 +215,13 @@ def test_export_keeps_mixed_range_concats_where_every_target_takes_them(monkeypa
         want = min((get_backend(t).int16_activations for t in targets),
                    key=("none", "outputs", "any").index)
         assert seen["mixed_range_int16"] == want
+
+
+def test_a_rescale_no_integer_form_holds_is_one_error_naming_the_node():
+    """Near-constant logits under TFLite's softmax: its input multiplier needs a left shift
+    (Python's ``negative shift count`` before); now one EdgeqError naming the node."""
+    g, _ = edgeq.optimize(graph_of([n("Mul", ["x", "k"], ["t"]), n("Softmax", ["t"], axis=-1)],
+                                   {"x": (1, 6, 8, 8)}, ["y"], {"k": np.float32(1e-9)}))
+    x = R.normal(0, 1, (8, 6, 8, 8)).astype(np.float32)
+    with pytest.raises(EdgeqError, match=r"cannot quantize Softmax '.*': softmax input scale"):
+        edgeq.quantize(g, x, equalize=False, rounding="tflite")
