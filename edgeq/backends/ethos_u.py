@@ -41,6 +41,7 @@ class EthosUBackend(Backend):
     artifact = "model_vela.tflite"
     runs_on_host = False
     rounding = "tflite"  # Vela takes the TFLite file
+    int16_activations = "outputs"  # the TFLite file's: int16 only in data movement to outputs
 
     def supports(self, graph: Graph) -> list[Refusal]:
         return supports(graph)

@@ -2,9 +2,9 @@
 
 ``edgeq export --target c`` writes ``c/``: ``model.h`` / ``model.c`` (weights as ``const``
 arrays, one static arena sized by the memory planner, the patch-based schedule of the leading
-stage when it lowers the peak), ``edgeq_rt.h`` (the int8 kernels; no malloc, no float), and to
-run it: ``main.c`` (a file-in/file-out runner), ``startup_cm.c`` and ``mps2.ld`` (QEMU MPS2
-boards). Targets:
+stage when it lowers the peak), ``edgeq_rt.h`` (the int8 kernels, int16 in requantization and
+data movement; no malloc, no float), and to run it: ``main.c`` (a file-in/file-out runner),
+``startup_cm.c`` and ``mps2.ld`` (QEMU MPS2 boards). Targets:
 
 - ``c``: built with the host ``gcc`` and run (bit-exact with the integer interpreter, tested);
 - ``cortex-m4`` / ``cortex-m7``: built with ``arm-none-eabi-gcc`` and run on QEMU's
@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgeq.backends.base import LATENCY_REPEATS, Artifact, Backend, Checks, Feeds, Refusal
-from edgeq.backends.c.lower import generate, supports
+from edgeq.backends.c.lower import generate, patchable, supports
 from edgeq.ops.cost import node_macs
 from edgeq.ir.graph import EdgeqError, Graph
 from edgeq.quant.pipeline import dequantize_array, quantize_feeds
@@ -76,6 +76,7 @@ class CArtifact(Artifact):
 class CBackend(Backend):
     name = "c"
     artifact = "c"
+    int16_activations = "outputs"  # int16 only in Requantize and data movement (lower.INT16_OPS)
 
     def __init__(self, allow_fallback: bool = False, max_overhead: float = 0.20,
                  patch: bool = True):
@@ -90,7 +91,7 @@ class CBackend(Backend):
         problems = supports(graph)
         if problems:
             raise EdgeqError("C backend: " + "; ".join(map(str, problems)))
-        sched = plan_schedule(graph, self.max_overhead, self.patch)
+        sched = plan_schedule(graph, self.max_overhead, self.patch and patchable(graph))
         order, pp, plan = sched.execution_order, sched.patch, sched.plan
         header, source = generate(graph, plan, pp, order)
         path = os.path.join(out_dir, self.artifact)
@@ -180,7 +181,7 @@ class CBackend(Backend):
         for _ in feeds_list:
             one = {}
             for v, n in zip(graph.outputs, sizes):
-                a = np.frombuffer(data[pos:pos + n], np.int8).reshape(v.shape)
+                a = np.frombuffer(data[pos:pos + n], v.dtype.numpy).reshape(v.shape)
                 pos += n
                 one[v.name] = a if raw else dequantize_array(a, v.qparams)
             res.append(one)

@@ -2,7 +2,9 @@
  *
  * Header-only and self-contained: no malloc, no float, no division in the inference path except
  * the integer one TFLite's AVERAGE_POOL_2D itself uses (the "tflite" average-pool flavor).
- * Tensors are int8 in NCHW order (batch 1). Spatial kernels compute a region of their output
+ * Tensors are int8 in NCHW order (batch 1); int16 tensors (a detector's final Concat of boxes
+ * and scores) occur only in requantization and data movement, which copy bytes (eq_ld16 /
+ * eq_st16 below). Spatial kernels compute a region of their output
  * from a buffer that holds a region of their input, which is how patch-based execution runs the
  * same code as whole-layer execution: outside the full input map is padding, and every pixel is
  * computed exactly as whole-layer execution computes it.
@@ -94,10 +96,27 @@ typedef struct {
     int rule;
 } eq_requant;
 
-static inline int8_t eq_out(const eq_requant *q, int64_t acc, int ch) {
+/* The rescaled value plus y_zp, clamped to [act_min, act_max] (the caller casts it). */
+static inline int64_t eq_out_value(const eq_requant *q, int64_t acc, int ch) {
     int i = q->n_mult > 1 ? ch : 0;
-    return eq_clamp(eq_rescale(acc, q->mult[i], q->shift[i], q->rule) + q->y_zp, q->act_min,
-                    q->act_max);
+    int64_t y = eq_rescale(acc, q->mult[i], q->shift[i], q->rule) + q->y_zp;
+    return y < q->act_min ? q->act_min : (y > q->act_max ? q->act_max : y);
+}
+
+static inline int8_t eq_out(const eq_requant *q, int64_t acc, int ch) {
+    return (int8_t)eq_out_value(q, acc, ch);
+}
+
+/* Element i of an int16 tensor in the (int8) arena, through memcpy: no aliasing or alignment
+ * assumption, and compilers emit one 16-bit access. */
+static inline int16_t eq_ld16(const int8_t *p, int32_t i) {
+    int16_t v;
+    memcpy(&v, p + 2 * i, sizeof v);
+    return v;
+}
+
+static inline void eq_st16(int8_t *p, int32_t i, int16_t v) {
+    memcpy(p + 2 * i, &v, sizeof v);
 }
 
 /* ---- QConv: grouped 2-D convolution, zero-point-centered, int32 accumulation ------------- */
@@ -389,6 +408,18 @@ static void eq_mul(const eq_requant *q, int32_t a_zp, int32_t b_zp, const eq_bca
 static void eq_requantize(const eq_requant *q, int32_t x_zp, const eq_bcast *B, const int8_t *x,
                           int8_t *y) {
     EQ_BCAST_LOOP(B, { y[iy] = eq_out(q, x[ia] - x_zp, ch); })
+}
+
+/* Requantize with an int16 input (x16) and/or output (y16); the same arithmetic. */
+static void eq_requantize_wide(const eq_requant *q, int32_t x_zp, const eq_bcast *B,
+                               const int8_t *x, int x16, int8_t *y, int y16) {
+    EQ_BCAST_LOOP(B, {
+        int64_t v = eq_out_value(q, (int64_t)(x16 ? eq_ld16(x, ia) : x[ia]) - x_zp, ch);
+        if (y16)
+            eq_st16(y, iy, (int16_t)v);
+        else
+            y[iy] = (int8_t)v;
+    })
 }
 
 static void eq_lookup(const int8_t *table, const eq_bcast *B, const int8_t *x, int8_t *y) {

@@ -93,14 +93,17 @@ def lowering(*ops: str, kernel: Kernel = Kernel.LAYER, checks: tuple[Check, ...]
 
 
 def supports(graph: Graph) -> list[Refusal]:
-    """One refusal per graph input or output that is not int8 and per node the C backend
+    """One refusal per graph input that is not int8, per graph output that is neither int8 nor
+    int16 (``edgeq_output(i)`` holds ``EDGEQ_OUTPUTi_TYPE`` values) and per node the C backend
     cannot take (the first reason that applies to it)."""
     out = []
-    for kind, values in (("input", graph.inputs), ("output", graph.outputs)):
+    for kind, values, types in (("input", graph.inputs, (DType.INT8,)),
+                                ("output", graph.outputs, (DType.INT8, DType.INT16))):
         for v in values:
-            if v.dtype != DType.INT8:
+            if v.dtype not in types:
                 out.append(Refusal("", "", f"graph {kind} {v.name!r} is {v.dtype.value}; the "
-                                           f"C backend takes int8 models"))
+                                           f"C backend takes "
+                                           f"{' or '.join(t.value for t in types)} {kind}s"))
     for node in graph.nodes:
         lw = LOWER.get(node.op)
         reason = "no C kernel for this op" if lw is None else (
@@ -118,13 +121,28 @@ def _lowering(node: Node) -> Lowering:
 
 
 # --- support checks (each returns the reason it fails, or None) ---------------------------------
+# ops with int16 forms: requantization and data movement (a detector's final Concat of boxes
+# and scores stays int16 through them to the graph output)
+INT16_OPS = ("Requantize", "Concat", "Split", "Transpose", "Slice", "Reshape", "Flatten",
+             "Squeeze", "Unsqueeze")
+
+
 def _int8_reason(node: Node) -> str | None:
-    """Every activation the node reads or writes is int8."""
+    """Every activation the node reads or writes is int8, except in Requantize and data
+    movement (Concat, Split, Transpose, Slice, Reshape and its aliases), which take int16 too."""
     for v in node.inputs + node.outputs:
-        if v is not None and not v.is_const and v.dtype != DType.INT8:
+        if v is not None and not v.is_const and v.dtype != DType.INT8 and not (
+                v.dtype == DType.INT16 and node.op in INT16_OPS):
             return (f"{v.name} is {v.dtype.value}; the C kernels are int8 (int16 activations "
-                    f"are not lowered to C)")
+                    f"are not lowered to C, except in Requantize and data movement)")
     return None
+
+
+def patchable(graph: Graph) -> bool:
+    """The leading chain the patch stage may take (``chain_prefix``) is int8 throughout: its
+    tiles are int8 views."""
+    return all(v.dtype == DType.INT8 for n in chain_prefix(graph)
+               for v in n.inputs + n.outputs if v is not None and not v.is_const)
 
 
 def _batch1_nchw(node: Node) -> str | None:
@@ -215,6 +233,16 @@ def _rank_at_most_max(node: Node) -> str | None:
     """An input of rank <= MAX_RANK (``EQ_MAX_RANK`` in edgeq_rt.h)."""
     if len(node.inputs[0].shape) > MAX_RANK:
         return f"rank {len(node.inputs[0].shape)} > {MAX_RANK}"
+    return None
+
+
+def _transpose_rank_fits(node: Node) -> str | None:
+    """An input of rank <= MAX_RANK, one less for int16 (``eq_transpose`` moves bytes: an int16
+    element's two bytes are one more axis)."""
+    x = node.inputs[0]
+    rank, limit = len(x.shape), MAX_RANK - (x.dtype.itemsize > 1)
+    if rank > limit:
+        return f"rank {rank} > {limit}" + (" (int16)" if limit < MAX_RANK else "")
     return None
 
 
@@ -573,7 +601,13 @@ def _qmul(em: Emitter, node: Node, bcast: str, pa: str, py: str) -> str:
 
 @lowering("Requantize", kernel=Kernel.ELEMENTWISE, checks=(_rank_at_most_4,), per_channel=True)
 def _requantize(em: Emitter, node: Node, bcast: str, pa: str, py: str) -> str:
+    """int8 to int8 (``eq_requantize``); with an int16 input or output ``eq_requantize_wide``,
+    the same arithmetic."""
     q = em.struct("eq_requant", em.requant(node, node.attrs))
+    x16, y16 = (int(v.dtype == DType.INT16) for v in (node.inputs[0], node.outputs[0]))
+    if x16 or y16:
+        return (f"eq_requantize_wide(&{q}, {int(node.attrs['x_zp'])}, {bcast}, {pa}, {x16}, "
+                f"{py}, {y16});")
     return f"eq_requantize(&{q}, {int(node.attrs['x_zp'])}, {bcast}, {pa}, {py});"
 
 
@@ -630,7 +664,7 @@ def _blocks(em: Emitter, node: Node, whole: Value, parts: list[Value], decl: str
     per block."""
     ax = node.attrs["axis"] % len(whole.shape)
     outer = int(np.prod(whole.shape[:ax]))
-    inner = ", ".join(str(int(np.prod(v.shape[ax:]))) for v in parts)
+    inner = ", ".join(str(int(np.prod(v.shape[ax:])) * v.dtype.itemsize) for v in parts)
     ptrs = ", ".join(em.ptr(v) for v in parts)
     return (f"{{ {decl} = {{{ptrs}}}; static const int32_t in[] = {{{inner}}}; "
             f"{fn}({em.ptr(whole)}, {outer}, {len(parts)}, xs, in); }}")
@@ -646,10 +680,13 @@ def _split(em: Emitter, node: Node) -> str:
     return _blocks(em, node, node.inputs[0], node.outputs, "int8_t *const xs[]", "eq_split")
 
 
-@lowering("Transpose", checks=(_rank_at_most_max,))
+@lowering("Transpose", checks=(_transpose_rank_fits,))
 def _transpose(em: Emitter, node: Node) -> str:
+    """Byte by byte; an int16 tensor's elements are a last axis of two bytes that stays last."""
     x, y = node.inputs[0], node.outputs[0]
     shape, perm = list(x.shape), [int(p) for p in node.attrs["perm"]]
+    if x.dtype.itemsize > 1:
+        shape, perm = shape + [x.dtype.itemsize], perm + [len(shape)]
     return (f"{{ static const int32_t s[] = {_list(shape)}, p[] = {_list(perm)}; "
             f"eq_transpose({em.ptr(x)}, {em.ptr(y)}, {len(shape)}, s, p); }}")
 
@@ -706,19 +743,19 @@ def _resize(em: Emitter, node: Node) -> str | None:
 def _gather(em: Emitter, node: Node, tables: list[np.ndarray]) -> str | None:
     """Trailing axes copied whole become one ``memcpy`` run, an axis with one output index an
     offset of the input pointer; the rest are byte-offset tables (int32, one entry per output
-    index of the axis)."""
+    index of the axis). Offsets and runs count bytes: an int16 element is two."""
     x, y = node.inputs[0], node.outputs[0]
     if int(np.prod([t.size for t in tables])) != y.type.size:
         raise EdgeqError(f"{node.name}: {node.op} index tables do not cover the output shape "
                          f"{list(y.shape)}")
     if y.type.size == 0:
         return None
-    shape = list(x.shape)
-    strides = [int(np.prod(shape[k + 1:])) for k in range(len(shape))]
+    shape, size = list(x.shape), x.dtype.itemsize
+    strides = [int(np.prod(shape[k + 1:])) * size for k in range(len(shape))]
     keep = len(shape)
     while keep and np.array_equal(tables[keep - 1], np.arange(shape[keep - 1])):
         keep -= 1
-    run = int(np.prod(shape[keep:]))
+    run = int(np.prod(shape[keep:])) * size
     base, dims, offsets = 0, [], []
     for t, stride in zip(tables[:keep], strides[:keep]):
         off = np.asarray(t, np.int64) * stride
@@ -848,7 +885,8 @@ def generate(graph: Graph, plan, patch=None, order=None) -> tuple[str, str]:
     guard = "EDGEQ_MODEL_H"
     ins = [(i, v) for i, v in enumerate(graph.inputs)]
     outs = [(i, v) for i, v in enumerate(graph.outputs)]
-    h = [f"/* {graph.name}: generated by edgeq. Integer-only inference, int8 NCHW tensors. */",
+    h = [f"/* {graph.name}: generated by edgeq. Integer-only inference, NCHW tensors: int8 "
+         f"inputs, int8 or int16 outputs (EDGEQ_OUTPUTi_TYPE). */",
          f"#ifndef {guard}", f"#define {guard}", "", "#include <stdint.h>", "",
          f"#define EDGEQ_ARENA_BYTES {plan.arena_bytes}",
          f"#define EDGEQ_NUM_INPUTS {len(ins)}", f"#define EDGEQ_NUM_OUTPUTS {len(outs)}"]
@@ -856,15 +894,18 @@ def generate(graph: Graph, plan, patch=None, order=None) -> tuple[str, str]:
         for i, v in vals:
             qp = v.qparams
             h.append(f"#define EDGEQ_{kind}{i}_BYTES {v.type.nbytes}  "
-                     f"/* {v.name}: shape {list(v.shape)}, zero point "
+                     f"/* {v.name}: {v.dtype.value}, shape {list(v.shape)}, zero point "
                      f"{int(np.asarray(qp.zero_point).reshape(-1)[0]) if qp else 0}, "
                      f"scale {float(np.asarray(qp.scale).reshape(-1)[0]) if qp else 1:.9g} */")
+            h.append(f"#define EDGEQ_{kind}{i}_TYPE {v.dtype.value}_t")
     h += ["", "/* Where to write input i (quantized int8) before each run. */",
           "int8_t *edgeq_input(int i);",
           "extern const int32_t edgeq_input_bytes[EDGEQ_NUM_INPUTS];",
           "extern const int32_t edgeq_output_bytes[EDGEQ_NUM_OUTPUTS];",
-          "/* Output i after edgeq_run(), valid until the next run. */",
-          "const int8_t *edgeq_output(int i);",
+          "/* Output i after edgeq_run(), valid until the next run: EDGEQ_OUTPUTi_BYTES bytes of",
+          "   EDGEQ_OUTPUTi_TYPE values (int8_t or int16_t, native byte order), e.g.",
+          "   const EDGEQ_OUTPUT0_TYPE *y = edgeq_output(0); */",
+          "const void *edgeq_output(int i);",
           "/* One inference; no allocation, no float. */",
           "void edgeq_run(void);", "", f"#endif /* {guard} */", ""]
     c = [f"/* {graph.name}: generated by edgeq. Do not edit. */", '#include "model.h"',
@@ -878,7 +919,7 @@ def generate(graph: Graph, plan, patch=None, order=None) -> tuple[str, str]:
     c += ["", "int8_t *edgeq_input(int i) {", "    switch (i) {"]
     c += [f"    case {i}: return {em.ptr(v)};" for i, v in ins]
     c += ["    default: return 0;", "    }", "}", "",
-          "const int8_t *edgeq_output(int i) {", "    switch (i) {"]
+          "const void *edgeq_output(int i) {", "    switch (i) {"]
     c += [f"    case {i}: return {em.ptr(v)};" for i, v in outs]
     c += ["    default: return 0;", "    }", "}", "", "void edgeq_run(void) {"]
     c += em.body

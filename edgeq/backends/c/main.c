@@ -1,5 +1,6 @@
 /* edgeq runner: reads samples from an input file (each sample: every input's int8 bytes in
- * order), runs the model on each, appends every output's int8 bytes to the output file.
+ * order), runs the model on each, appends every output's bytes (int8, or int16 in native byte
+ * order: EDGEQ_OUTPUTi_TYPE) to the output file.
  * Host: main.exe input.bin output.bin [repeats]; on a board under QEMU the file names come from
  * the startup code and the files are reached through semihosting. */
 #include <stdio.h>

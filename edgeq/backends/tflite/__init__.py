@@ -58,6 +58,7 @@ class _TfliteFile(Backend):
 
     artifact = ARTIFACT
     rounding = "tflite"  # the integer model follows TFLite's arithmetic (docs/numerics.md)
+    int16_activations = "outputs"  # int16 only in QUANTIZE and data movement (lower.INT16_OPS)
 
     def supports(self, graph: Graph) -> list[Refusal]:
         return supports(graph, self.allow_fallback)

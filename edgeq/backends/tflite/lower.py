@@ -4,7 +4,9 @@ Written with the schema's object API from the ``tflite-micro`` wheel; no TensorF
 The integer graph already follows TFLite's int8 arithmetic op by op (its multipliers, ADD's
 20-bit left shift, AVERAGE_POOL's rounding division), so the reference kernels reproduce the
 integer interpreter bit for bit. 4-D activations are NHWC; padding is TFLite's SAME or VALID
-when edgeq's explicit pads match one of them, else an explicit PADV2.
+when edgeq's explicit pads match one of them, else an explicit PADV2. Activations are int8,
+except that requantization (QUANTIZE) and data movement also take int16 (``INT16_OPS``): a
+detector's final Concat of boxes and scores stays int16 to the graph output.
 
 Each op's lowering is one function in ``LOWER``, registered (``@lowering``) with its support
 checks: ``check(node, nhwc) -> reason | None``, whose docstring states the limit (and is the
@@ -25,6 +27,8 @@ from edgeq.ops import has
 from edgeq.ops.resize import resize
 from edgeq.ir.graph import DType, Graph, Node, Value
 from edgeq.ir.registry import registrar
+from edgeq.numerics.dyadic import effective_scale, quantize_multiplier, rescale
+from edgeq.numerics.scheme import INT_RANGE
 
 Check = Callable[[Node, "set[str]"], "str | None"]
 GraphCheck = Callable[[Graph], "str | None"]
@@ -143,15 +147,35 @@ GRAPH_CHECKS: tuple[GraphCheck, ...] = (_integer_graph, _tflite_rounding)
 
 
 # --- node checks --------------------------------------------------------------------------------
-def _int8_activations(n: Node, nhwc: set[str]) -> str | None:
-    """Every activation it reads or writes is int8 (int16 activations are not lowered)."""
-    if any(v is not None and not v.is_const and v.dtype != DType.INT8
-           for v in n.inputs + n.outputs):
-        return "int16 activations are not lowered to TFLite"
+# ops whose TFLite form takes int16 tensors: QUANTIZE (requantization) and data movement; a
+# detector's final Concat of boxes and scores stays int16 through them to the graph output
+INT16_OPS = ("Requantize", "Concat", "Reshape", "Transpose", "Split", "Slice")
+
+
+def _activation_types(n: Node, nhwc: set[str]) -> str | None:
+    """Every activation it reads or writes is int8, except in Requantize (QUANTIZE) and data
+    movement (Concat, Reshape, Transpose, Split, Slice), which take int16 too: symmetric, zero
+    point 0 (TFLite's int16 QUANTIZE, CONCATENATION and MAXIMUM require it), a Concat's inputs
+    at the output's scale (int16 CONCATENATION copies, it does not rescale)."""
+    wide = [v for v in n.inputs + n.outputs
+            if v is not None and not v.is_const and v.dtype != DType.INT8]
+    if not wide:
+        return None
+    if n.op not in INT16_OPS or any(v.dtype != DType.INT16 for v in wide):
+        return (f"int16 activations are not lowered to TFLite here ({wide[0].name} is "
+                f"{wide[0].dtype.value}; only Requantize and data movement, "
+                f"{', '.join(INT16_OPS[1:])}, take int16)")
+    for v in wide:
+        if any(int(z) != 0 for z in v.qparams.zero_point):
+            return (f"{v.name} is int16 with zero point {list(v.qparams.zero_point)}: "
+                    f"TFLite's int16 kernels require zero point 0")
+    y = n.outputs[0]
+    if n.op == "Concat" and any(v.qparams != y.qparams for v in n.inputs):
+        return "int16 CONCATENATION does not rescale: every input needs the output's scale"
     return None
 
 
-NODE_CHECKS: tuple[Check, ...] = (_int8_activations,)
+NODE_CHECKS: tuple[Check, ...] = (_activation_types,)
 
 
 def pool_pads(n: Node) -> list[int]:
@@ -342,6 +366,7 @@ class Writer:
         t.name = name
         t.shape = [int(d) for d in shape]
         t.type = {np.dtype("int8"): self.s.TensorType.INT8,
+                  np.dtype("int16"): self.s.TensorType.INT16,
                   np.dtype("int32"): self.s.TensorType.INT32,
                   np.dtype("float32"): self.s.TensorType.FLOAT32}[np.dtype(dtype)]
         t.buffer = 0
@@ -378,11 +403,14 @@ class Writer:
             i = self.tensor(v.name, data.shape, data.dtype, data,
                             self._qparams(qp.scale, qp.zero_point) if qp else None)
         else:
-            qp = v.qparams
-            i = self.tensor(v.name, self.shape_of(v), np.int8, None,
-                            self._qparams(qp.scale, qp.zero_point))
+            i = self.like(v.name, self.shape_of(v), v)
         self.index[v.name] = i
         return i
+
+    def like(self, name: str, shape, v: Value) -> int:
+        """A new activation tensor of ``shape`` with ``v``'s type and quantization."""
+        return self.tensor(name, shape, v.dtype.numpy, None,
+                           self._qparams(v.qparams.scale, v.qparams.zero_point))
 
     # --- float islands (--allow-fallback) ------------------------------------------------------
     def dequantized(self, v: Value) -> int:
@@ -738,8 +766,7 @@ def _reshape(w: Writer, n: Node) -> None:
     x, y = n.inputs[0], n.outputs[0]
     src = w.act(x)
     if x.name in w.nhwc and x.shape[2] * x.shape[3] != 1:
-        t = w.tensor(f"{n.name}/nchw", list(x.shape), np.int8, None,
-                     w._qparams(x.qparams.scale, x.qparams.zero_point))
+        t = w.like(f"{n.name}/nchw", list(x.shape), x)
         w.op(s.BuiltinOperator.TRANSPOSE, [src, w.const_i32(f"{n.name}/perm", [0, 3, 1, 2])],
              [t], s.BuiltinOptions.TransposeOptions, s.TransposeOptionsT())
         src = t
@@ -748,8 +775,7 @@ def _reshape(w: Writer, n: Node) -> None:
     if y.name in w.nhwc and y.shape[2] * y.shape[3] == 1:
         shape = w.nhwc_shape(shape)  # same element order as NCHW
     elif y.name in w.nhwc:  # reshape to NCHW, then transpose to the NHWC tensor
-        t = w.tensor(f"{n.name}/nchw_out", shape, np.int8, None,
-                     w._qparams(y.qparams.scale, y.qparams.zero_point))
+        t = w.like(f"{n.name}/nchw_out", shape, y)
         o = s.ReshapeOptionsT()
         o.newShape = shape
         w.op(s.BuiltinOperator.RESHAPE, [src, w.const_i32(f"{n.name}/shape", shape)], [t],
@@ -763,9 +789,54 @@ def _reshape(w: Writer, n: Node) -> None:
          [out], s.BuiltinOptions.ReshapeOptions, o)
 
 
-@lowering("Requantize")
+def _quantize_multiplier(n: Node, nhwc: set[str]) -> str | None:
+    """The multiplier is ``QuantizeMultiplier(s_x / s_y)`` (the float32 scales divided in
+    float64): what QUANTIZE derives from its tensors' scales."""
+    s_x, s_y = n.inputs[0].qparams.scale[0], n.outputs[0].qparams.scale[0]
+    if quantize_multiplier(effective_scale(s_x, denominator=s_y)) != \
+            (int(n.attrs["multiplier"]), int(n.attrs["shift"])):
+        return (f"its multiplier ({n.attrs['multiplier']}, shift {n.attrs['shift']}) is not "
+                f"the one QUANTIZE derives from the scales {s_x:.9g} / {s_y:.9g}")
+    return None
+
+
+def requantize_reach(n: Node) -> tuple[int, int]:
+    """The lowest and highest values a Requantize can compute before its clamp: the rescale is
+    monotone, so those of the input range's ends (edgeq's int8 or int16 range)."""
+    a = n.attrs
+    ends = rescale(np.array(INT_RANGE[n.inputs[0].dtype]) - int(a["x_zp"]), int(a["multiplier"]),
+                   int(a["shift"]), a.get("rounding", "tflite")) + int(a["y_zp"])
+    return int(ends[0]), int(ends[1])
+
+
+@lowering("Requantize", checks=(_quantize_multiplier,))
 def _requantize(w: Writer, n: Node) -> None:
-    w.op(w.s.BuiltinOperator.QUANTIZE, [w.act(n.inputs[0])], [w.act(n.outputs[0])])
+    """QUANTIZE (int8 or int16 in and out): ``reference_ops::Requantize`` in LiteRT and TFLite
+    Micro, ``MultiplyByQuantizedMultiplier(x - x_zp)`` with the multiplier it derives from
+    ``s_x / s_y`` in float64, plus ``y_zp``: the tflite rule, bit for bit. It clamps to the
+    output type, and edgeq's int16 is symmetric ([-32767, 32767]): where the input can reach
+    below -32767 (an input range wider below zero than the output's, by up to half an int8
+    step), a MAXIMUM with -32767 follows (and a MINIMUM for a bound below the type's top)."""
+    s = w.s
+    x, y = n.inputs[0], n.outputs[0]
+    a = n.attrs
+    info = np.iinfo(y.dtype.numpy)
+    reach = requantize_reach(n)
+    bounds = [(s.BuiltinOperator.MAXIMUM, int(a["act_min"]), "min")
+              if reach[0] < a["act_min"] and a["act_min"] > info.min else None,
+              (s.BuiltinOperator.MINIMUM, int(a["act_max"]), "max")
+              if reach[1] > a["act_max"] and a["act_max"] < info.max else None]
+    clamps = [b for b in bounds if b is not None]
+    src = w.like(f"{n.name}/unclamped", w.shape_of(y), y) if clamps else w.act(y)
+    w.op(s.BuiltinOperator.QUANTIZE, [w.act(x)], [src])
+    for i, (code, bound, kind) in enumerate(clamps):
+        dst = w.act(y) if i == len(clamps) - 1 else w.like(f"{n.name}/clamped_{kind}",
+                                                           w.shape_of(y), y)
+        value = w.tensor(f"{n.name}/act_{kind}", [], info.dtype, np.asarray(bound, info.dtype),
+                         w._qparams(y.qparams.scale, y.qparams.zero_point))
+        w.op(code, [src, value], [dst], s.BuiltinOptions.MaximumMinimumOptions,
+             s.MaximumMinimumOptionsT())
+        src = dst
 
 
 @lowering("Concat")
