@@ -17,16 +17,14 @@ condition docs/supported_ops.md lists); ``nhwc`` is the layout analysis (``nhwc_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from edgeq.backends.base import Refusal
+from edgeq.backends.base import Lowering, Refusal, lowering_registry
 from edgeq.ops import has
 from edgeq.ops.resize import resize
 from edgeq.ir.graph import DType, Graph, Node, Value
-from edgeq.ir.registry import registrar
 from edgeq.numerics.dyadic import effective_scale, quantize_multiplier, rescale
 from edgeq.numerics.scheme import INT_RANGE
 
@@ -38,38 +36,18 @@ NHWC_TO_NCHW = [0, 3, 1, 2]
 AXIS_TO_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
 
 
-@dataclass(frozen=True)
-class Lowering:
-    """One op's TFLite lowering: ``emit(writer, node)`` adds its operators; ``checks`` return
-    a user-readable refusal reason or None, first failure wins."""
-
-    emit: Callable[["Writer", Node], None]
-    checks: tuple[Check, ...] = ()
-
-    def refusal(self, node: Node, nhwc: set[str]) -> str | None:
-        """The reason of the first check that fails on ``node``, or None."""
-        for check in self.checks:
-            reason = check(node, nhwc)
-            if reason:
-                return reason
-        return None
-
-
 LOWER: dict[str, Lowering] = {}
-_register = registrar(LOWER)
+_lowering = lowering_registry(LOWER)
 
 
 def lowering(*ops: str, checks: tuple[Check, ...] = ()) -> Callable[[Callable], Callable]:
     """``@lowering("QGemm", checks=(...))``: the decorated function is the TFLite lowering of
-    ``ops``; decorators stack when ops share a function but not their checks. An op that
-    neither runs NHWC nor carries the layout must list ``_logical_layout``."""
-    def deco(fn: Callable) -> Callable:
-        for op in ops:
-            if not _layout_safe(op) and _logical_layout not in checks:
-                raise ValueError(f"TFLite lowering of {op}: list _logical_layout in its checks")
-        _register(*ops)(Lowering(fn, checks))
-        return fn
-    return deco
+    ``ops`` (its checks take the node and the NHWC values); an op that neither runs NHWC nor
+    carries the layout must list ``_logical_layout``."""
+    for op in ops:
+        if not _layout_safe(op) and _logical_layout not in checks:
+            raise ValueError(f"TFLite lowering of {op}: list _logical_layout in its checks")
+    return _lowering(*ops, checks=checks)
 
 
 def _schema():
