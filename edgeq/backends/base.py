@@ -66,10 +66,12 @@ class Lowering:
     """One op's lowering in a backend's registry: ``emit(writer, node)`` writes it; ``checks``
     return a user-readable refusal reason or None (their docstrings are the conditions of
     docs/supported_ops.md), first failure wins. A check takes the node, plus whatever context
-    the backend's ``refusal`` call passes (TFLite: its NHWC values)."""
+    the backend's ``refusal`` call passes (TFLite: its NHWC values). ``int16``: the lowering
+    also takes int16 activations (int8 otherwise)."""
 
     emit: Callable[..., Any]
     checks: tuple[Callable[..., "str | None"], ...] = ()
+    int16: bool = False
 
     def refusal(self, node: Node, *context: Any) -> str | None:
         """The reason of the first check that fails on ``node``, or None."""
@@ -86,10 +88,10 @@ def lowering_registry(table: dict[str, Lowering]) -> Callable[..., Callable[[Cal
     is the lowering of ``ops``; decorators stack when ops share a function but not checks."""
     register = registrar(table)
 
-    def lowering(*ops: str, checks: tuple[Callable[..., "str | None"], ...] = ()
-                 ) -> Callable[[Callable], Callable]:
+    def lowering(*ops: str, checks: tuple[Callable[..., "str | None"], ...] = (),
+                 int16: bool = False) -> Callable[[Callable], Callable]:
         def deco(fn: Callable) -> Callable:
-            register(*ops)(Lowering(fn, checks))
+            register(*ops)(Lowering(fn, checks, int16))
             return fn
         return deco
     return lowering

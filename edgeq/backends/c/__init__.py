@@ -76,7 +76,7 @@ class CArtifact(Artifact):
 class CBackend(Backend):
     name = "c"
     artifact = "c"
-    int16_activations = "outputs"  # int16 only in Requantize and data movement (lower.INT16_OPS)
+    int16_activations = "outputs"  # int16 only where a lowering says int16=True
 
     def __init__(self, allow_fallback: bool = False, max_overhead: float = 0.20,
                  patch: bool = True):

@@ -67,6 +67,7 @@ class Lowering:
     kernel: Kernel
     checks: tuple[Check, ...] = ()
     per_channel: bool = False
+    int16: bool = False  # also takes int16 activations (requantization, data movement)
 
     def refusal(self, node: Node) -> str | None:
         """The reason of the first check that fails on ``node``, or None."""
@@ -83,11 +84,11 @@ _register = registrar(LOWER)
 
 
 def lowering(*ops: str, kernel: Kernel = Kernel.LAYER, checks: tuple[Check, ...] = (),
-             per_channel: bool = False) -> Callable[[Callable], Callable]:
+             per_channel: bool = False, int16: bool = False) -> Callable[[Callable], Callable]:
     """``@lowering("QConv", kernel=Kernel.SPATIAL, checks=(...))``: the decorated function is
     the C lowering of ``ops`` (see ``Lowering`` for how it is called)."""
     def deco(fn: Callable) -> Callable:
-        _register(*ops)(Lowering(fn, kernel, checks, per_channel))
+        _register(*ops)(Lowering(fn, kernel, checks, per_channel, int16))
         return fn
     return deco
 
@@ -121,10 +122,6 @@ def _lowering(node: Node) -> Lowering:
 
 
 # --- support checks (each returns the reason it fails, or None) ---------------------------------
-# ops with int16 forms: requantization and data movement (a detector's final Concat of boxes
-# and scores stays int16 through them to the graph output)
-INT16_OPS = ("Requantize", "Concat", "Split", "Transpose", "Slice", "Reshape", "Flatten",
-             "Squeeze", "Unsqueeze")
 
 
 def _int8_reason(node: Node) -> str | None:
@@ -132,7 +129,7 @@ def _int8_reason(node: Node) -> str | None:
     movement (Concat, Split, Transpose, Slice, Reshape and its aliases), which take int16 too."""
     for v in node.inputs + node.outputs:
         if v is not None and not v.is_const and v.dtype != DType.INT8 and not (
-                v.dtype == DType.INT16 and node.op in INT16_OPS):
+                v.dtype == DType.INT16 and node.op in LOWER and LOWER[node.op].int16):
             return (f"{v.name} is {v.dtype.value}; the C kernels are int8 (int16 activations "
                     f"are not lowered to C, except in Requantize and data movement)")
     return None
@@ -599,7 +596,8 @@ def _qmul(em: Emitter, node: Node, bcast: str, pa: str, py: str) -> str:
             f"{em.ptr(node.inputs[1])}, {py});")
 
 
-@lowering("Requantize", kernel=Kernel.ELEMENTWISE, checks=(_rank_at_most_4,), per_channel=True)
+@lowering("Requantize", kernel=Kernel.ELEMENTWISE, checks=(_rank_at_most_4,), per_channel=True,
+          int16=True)
 def _requantize(em: Emitter, node: Node, bcast: str, pa: str, py: str) -> str:
     """int8 to int8 (``eq_requantize``); with an int16 input or output ``eq_requantize_wide``,
     the same arithmetic."""
@@ -641,7 +639,7 @@ def _qprelu(em: Emitter, node: Node, bcast: str, pa: str, py: str) -> str:
 
 
 # --- data movement ---------------------------------------------------------------------------
-@lowering("Reshape", "Flatten", "Squeeze", "Unsqueeze", kernel=Kernel.ALIAS)
+@lowering("Reshape", "Flatten", "Squeeze", "Unsqueeze", kernel=Kernel.ALIAS, int16=True)
 def _alias(em: Emitter, node: Node) -> str | None:
     """The same bytes; copied only when the planner gave the output its own block."""
     x, y = node.inputs[0], node.outputs[0]
@@ -670,17 +668,17 @@ def _blocks(em: Emitter, node: Node, whole: Value, parts: list[Value], decl: str
             f"{fn}({em.ptr(whole)}, {outer}, {len(parts)}, xs, in); }}")
 
 
-@lowering("Concat")
+@lowering("Concat", int16=True)
 def _concat(em: Emitter, node: Node) -> str:
     return _blocks(em, node, node.outputs[0], node.inputs, "const int8_t *xs[]", "eq_concat")
 
 
-@lowering("Split")
+@lowering("Split", int16=True)
 def _split(em: Emitter, node: Node) -> str:
     return _blocks(em, node, node.inputs[0], node.outputs, "int8_t *const xs[]", "eq_split")
 
 
-@lowering("Transpose", checks=(_transpose_rank_fits,))
+@lowering("Transpose", checks=(_transpose_rank_fits,), int16=True)
 def _transpose(em: Emitter, node: Node) -> str:
     """Byte by byte; an int16 tensor's elements are a last axis of two bytes that stays last."""
     x, y = node.inputs[0], node.outputs[0]
@@ -725,7 +723,7 @@ def _resize_tables(node: Node) -> list[np.ndarray]:
     return tables
 
 
-@lowering("Slice", checks=(_rank_at_most_max,))
+@lowering("Slice", checks=(_rank_at_most_max,), int16=True)
 def _slice(em: Emitter, node: Node) -> str | None:
     return _gather(em, node, _slice_tables(node))
 

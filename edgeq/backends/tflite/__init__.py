@@ -58,7 +58,7 @@ class _TfliteFile(Backend):
 
     artifact = ARTIFACT
     rounding = "tflite"  # the integer model follows TFLite's arithmetic (docs/numerics.md)
-    int16_activations = "outputs"  # int16 only in QUANTIZE and data movement (lower.INT16_OPS)
+    int16_activations = "outputs"  # int16 only where a lowering says int16=True
 
     def supports(self, graph: Graph) -> list[Refusal]:
         return supports(graph, self.allow_fallback)

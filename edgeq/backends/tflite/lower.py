@@ -5,7 +5,7 @@ The integer graph already follows TFLite's int8 arithmetic op by op (its multipl
 20-bit left shift, AVERAGE_POOL's rounding division), so the reference kernels reproduce the
 integer interpreter bit for bit. 4-D activations are NHWC; padding is TFLite's SAME or VALID
 when edgeq's explicit pads match one of them, else an explicit PADV2. Activations are int8,
-except that requantization (QUANTIZE) and data movement also take int16 (``INT16_OPS``): a
+except that requantization (QUANTIZE) and data movement also take int16 (``int16_ops``): a
 detector's final Concat of boxes and scores stays int16 to the graph output.
 
 Each op's lowering is one function in ``LOWER``, registered (``@lowering``) with its support
@@ -40,14 +40,15 @@ LOWER: dict[str, Lowering] = {}
 _lowering = lowering_registry(LOWER)
 
 
-def lowering(*ops: str, checks: tuple[Check, ...] = ()) -> Callable[[Callable], Callable]:
+def lowering(*ops: str, checks: tuple[Check, ...] = (), int16: bool = False
+             ) -> Callable[[Callable], Callable]:
     """``@lowering("QGemm", checks=(...))``: the decorated function is the TFLite lowering of
     ``ops`` (its checks take the node and the NHWC values); an op that neither runs NHWC nor
     carries the layout must list ``_logical_layout``."""
     for op in ops:
         if not _layout_safe(op) and _logical_layout not in checks:
             raise ValueError(f"TFLite lowering of {op}: list _logical_layout in its checks")
-    return _lowering(*ops, checks=checks)
+    return _lowering(*ops, checks=checks, int16=int16)
 
 
 def _schema():
@@ -125,9 +126,11 @@ GRAPH_CHECKS: tuple[GraphCheck, ...] = (_integer_graph, _tflite_rounding)
 
 
 # --- node checks --------------------------------------------------------------------------------
-# ops whose TFLite form takes int16 tensors: QUANTIZE (requantization) and data movement; a
-# detector's final Concat of boxes and scores stays int16 through them to the graph output
-INT16_OPS = ("Requantize", "Concat", "Reshape", "Transpose", "Split", "Slice")
+def int16_ops() -> list[str]:
+    """Ops whose TFLite form takes int16 tensors (``@lowering(..., int16=True)``): QUANTIZE
+    (requantization) and data movement; a detector's final Concat of boxes and scores stays
+    int16 through them to the graph output."""
+    return sorted(op for op, lw in LOWER.items() if lw.int16)
 
 
 def _activation_types(n: Node, nhwc: set[str]) -> str | None:
@@ -139,10 +142,10 @@ def _activation_types(n: Node, nhwc: set[str]) -> str | None:
             if v is not None and not v.is_const and v.dtype != DType.INT8]
     if not wide:
         return None
-    if n.op not in INT16_OPS or any(v.dtype != DType.INT16 for v in wide):
+    lw = LOWER.get(n.op)
+    if lw is None or not lw.int16 or any(v.dtype != DType.INT16 for v in wide):
         return (f"int16 activations are not lowered to TFLite here ({wide[0].name} is "
-                f"{wide[0].dtype.value}; only Requantize and data movement, "
-                f"{', '.join(INT16_OPS[1:])}, take int16)")
+                f"{wide[0].dtype.value}; only {', '.join(int16_ops())} take int16)")
     for v in wide:
         if any(int(z) != 0 for z in v.qparams.zero_point):
             return (f"{v.name} is int16 with zero point {list(v.qparams.zero_point)}: "
@@ -737,7 +740,7 @@ def _pool_options(w: Writer, a: dict, padding: int):
     return o
 
 
-@lowering("Reshape")
+@lowering("Reshape", int16=True)
 def _reshape(w: Writer, n: Node) -> None:
     """Reshape in NCHW element order: leave NHWC first unless the spatial size is 1x1."""
     s = w.s
@@ -787,7 +790,7 @@ def requantize_reach(n: Node) -> tuple[int, int]:
     return int(ends[0]), int(ends[1])
 
 
-@lowering("Requantize", checks=(_quantize_multiplier,))
+@lowering("Requantize", checks=(_quantize_multiplier,), int16=True)
 def _requantize(w: Writer, n: Node) -> None:
     """QUANTIZE (int8 or int16 in and out): ``reference_ops::Requantize`` in LiteRT and TFLite
     Micro, ``MultiplyByQuantizedMultiplier(x - x_zp)`` with the multiplier it derives from
@@ -817,7 +820,7 @@ def _requantize(w: Writer, n: Node) -> None:
         src = dst
 
 
-@lowering("Concat")
+@lowering("Concat", int16=True)
 def _concat(w: Writer, n: Node) -> None:
     s = w.s
     o = s.ConcatenationOptionsT()
@@ -922,7 +925,7 @@ def _resize_bilinear(w: Writer, n: Node) -> None:
          [w.act(n.outputs[0])], s.BuiltinOptions.ResizeBilinearOptions, o)
 
 
-@lowering("Slice")
+@lowering("Slice", int16=True)
 def _slice(w: Writer, n: Node) -> None:
     s = w.s
     x = n.inputs[0]
@@ -944,7 +947,7 @@ def _slice(w: Writer, n: Node) -> None:
          s.BuiltinOptions.StridedSliceOptions, o)
 
 
-@lowering("Transpose")
+@lowering("Transpose", int16=True)
 def _transpose(w: Writer, n: Node) -> None:
     s = w.s
     perm = [int(p) for p in n.attrs["perm"]]
@@ -957,7 +960,7 @@ def _transpose(w: Writer, n: Node) -> None:
          [w.act(n.outputs[0])], s.BuiltinOptions.TransposeOptions, s.TransposeOptionsT())
 
 
-@lowering("Split")
+@lowering("Split", int16=True)
 def _split(w: Writer, n: Node) -> None:
     s = w.s
     x = n.inputs[0]
