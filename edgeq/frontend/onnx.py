@@ -61,16 +61,77 @@ def load_onnx(path: str | os.PathLike, input_shapes: dict[str, Sequence[int]] | 
     if not model.graph.node and not model.graph.output:
         raise EdgeqError(f"{path}: not an ONNX model (no graph found in the file)")
     name = os.path.splitext(os.path.basename(path))[0]
-    return from_onnx(model, input_shapes, name=name)
+    return from_onnx(model, input_shapes, name=name,
+                     base_dir=os.path.dirname(os.path.abspath(path)))
 
 
 def from_onnx(model: Any, input_shapes: dict[str, Sequence[int]] | None = None,
-              name: str | None = None) -> Graph:
-    return _Importer(model, input_shapes or {}, name).run()
+              name: str | None = None, base_dir: str | None = None) -> Graph:
+    """``base_dir``: the model's folder, the only place its external data may come from (None:
+    a model in memory, whose external data is refused)."""
+    return _Importer(model, input_shapes or {}, name, base_dir).run()
+
+
+def read_external(t: Any, base_dir: str | None) -> np.ndarray:
+    """The data of an initializer stored outside the model file, read only from a regular file
+    inside ``base_dir`` (the model's folder: never the working directory, an absolute path,
+    ``..``, a symlink leaving the folder or a special file), and only the bytes its shape and
+    type need, checked against the file's size before anything is allocated."""
+    import stat
+
+    from onnx import helper
+
+    info = {e.key: e.value for e in t.external_data}
+    where = f"tensor '{t.name}': external data"
+    loc = info.get("location", "")
+    if base_dir is None:
+        raise EdgeqError(f"{where} '{loc}' needs the model's folder: load the model from its "
+                         f"file")
+    if not loc or os.path.isabs(loc) or os.path.splitdrive(loc)[0] or \
+            ".." in loc.replace("\\", "/").split("/"):
+        raise EdgeqError(f"{where} location {loc!r} must be a relative path inside the model's "
+                         f"folder")
+    root = os.path.realpath(base_dir)
+    full = os.path.realpath(os.path.join(root, loc))
+    if os.path.commonpath([root, full]) != root:
+        raise EdgeqError(f"{where} '{loc}' leaves the model's folder (through a symlink)")
+    try:
+        st = os.stat(full)
+    except OSError:
+        raise EdgeqError(f"{where} '{loc}': no such file in the model's folder "
+                         f"{base_dir}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise EdgeqError(f"{where} '{loc}' is not a regular file")
+    try:
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type))
+    except (KeyError, TypeError, ValueError):
+        raise EdgeqError(f"{where}: data type {t.data_type} cannot be read from external "
+                         f"data") from None
+    if dtype.kind not in "biuf" or t.data_type == 16:  # numbers only (bfloat16: no numpy type)
+        raise EdgeqError(f"{where}: {dtype} tensors cannot be read from external data")
+    dims = [int(d) for d in t.dims]
+    if any(d < 0 for d in dims):
+        raise EdgeqError(f"{where}: negative dimension in {dims}")
+    need = int(np.prod(dims, dtype=object)) * dtype.itemsize
+    try:
+        offset = int(info.get("offset", 0))
+        length = int(info["length"]) if "length" in info else need
+    except ValueError:
+        raise EdgeqError(f"{where}: offset / length are not integers") from None
+    if length != need:
+        raise EdgeqError(f"{where} '{loc}': length {length} bytes, but shape {dims} of "
+                         f"{dtype} needs {need}")
+    if offset < 0 or offset + need > st.st_size:
+        raise EdgeqError(f"{where} '{loc}': bytes {offset}..{offset + need} are past the end "
+                         f"of the file ({st.st_size} bytes)")
+    with open(full, "rb") as f:
+        f.seek(offset)
+        raw = f.read(need)
+    return np.frombuffer(raw, dtype.newbyteorder("<")).astype(dtype).reshape(dims)
 
 
 class _Importer:
-    def __init__(self, model, input_shapes, name):
+    def __init__(self, model, input_shapes, name, base_dir=None):
         import onnx
         from onnx import numpy_helper
 
@@ -88,11 +149,14 @@ class _Importer:
         if not MIN_OPSET <= self.opset <= newest:
             raise EdgeqError(f"model uses opset {self.opset}; edgeq supports opsets "
                              f"{MIN_OPSET}-{newest} (the installed onnx {onnx.__version__})")
+        self.base_dir = base_dir
         self.g = Graph(name or model.graph.name or "model")
         self.env: dict[str, Value] = {}
 
     # --- helpers ------------------------------------------------------------------------------
     def _to_array(self, t) -> np.ndarray:
+        if t.data_location == self.onnx.TensorProto.EXTERNAL:
+            return read_external(t, self.base_dir)
         try:
             return self.nh.to_array(t)
         except Exception as e:  # external data missing, bad raw data size...
