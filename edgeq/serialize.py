@@ -17,7 +17,8 @@ import json
 import math
 import os
 import zipfile
-from typing import Any
+import zlib
+from typing import Any, Callable
 
 import numpy as np
 
@@ -118,20 +119,71 @@ def save(graph: Graph, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+def max_tensor_bytes() -> int:
+    """The largest tensor (and graph.json) a model file may declare: 2 GiB, or
+    ``EDGEQ_MAX_TENSOR_BYTES``. Checked before anything is read or allocated."""
+    return int(os.environ.get("EDGEQ_MAX_TENSOR_BYTES", 2 << 30))
+
+
+def _member_reader(z: zipfile.ZipFile, where: str) -> Callable[[str], np.ndarray]:
+    """Reads one referenced ``.npy`` member, after checking its header against its declared
+    (uncompressed) size and the cap: a member is never read whole on trust, an unreferenced
+    one is never read at all."""
+    cap = max_tensor_bytes()
+
+    def read(p: str) -> np.ndarray:
+        try:
+            info = z.getinfo(p)
+        except KeyError:
+            raise EdgeqError(f"{where}: missing tensor {p}") from None
+        if info.file_size > cap:
+            raise EdgeqError(f"{where}: tensor {p} declares {info.file_size} bytes, above the "
+                             f"limit of {cap} (EDGEQ_MAX_TENSOR_BYTES)")
+        with z.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                      np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = header(f)
+            if dtype.hasobject:
+                raise EdgeqError(f"{where}: tensor {p} holds Python objects (never unpickled)")
+            need = math.prod(shape) * dtype.itemsize
+            if need + f.tell() != info.file_size:
+                raise EdgeqError(f"{where}: tensor {p} declares shape {list(shape)} of {dtype} "
+                                 f"({need} bytes) in a member of {info.file_size} bytes")
+            data = f.read(need)
+        if len(data) != need:
+            raise EdgeqError(f"{where}: tensor {p} is truncated")
+        return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C").copy()
+    return read
+
+
 def load(path: str | os.PathLike) -> Graph:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise EdgeqError(f"{path}: no such file")
     try:
         with zipfile.ZipFile(path) as z:
-            doc = json.loads(z.read("graph.json"))
-            tensors = {n: z.read(n) for n in z.namelist() if n.startswith("tensors/")}
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as e:
-        raise EdgeqError(f"{path}: not an edgeq model file ({e})") from None
-    return from_doc(doc, tensors, path)
+            info = z.getinfo("graph.json")
+            if info.file_size > max_tensor_bytes():
+                raise EdgeqError(f"{path}: graph.json declares {info.file_size} bytes, above "
+                                 f"the limit (EDGEQ_MAX_TENSOR_BYTES)")
+            doc = json.loads(z.read(info))
+            return from_doc(doc, _member_reader(z, path), path)
+    except EdgeqError:
+        raise
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError, zlib.error,
+            EOFError, UnicodeDecodeError) as e:
+        raise EdgeqError(f"{path}: not an edgeq model file ({type(e).__name__}: {e})") from None
+    except (TypeError, ValueError, AttributeError, IndexError) as e:
+        raise EdgeqError(f"{path}: malformed edgeq model ({type(e).__name__}: {e})") from None
 
 
-def from_doc(doc: dict, tensors: dict[str, bytes], where: str = "model") -> Graph:
+def from_doc(doc: dict, tensors: dict[str, bytes] | Callable[[str], np.ndarray],
+             where: str = "model") -> Graph:
+    """The graph of a parsed graph.json; ``tensors`` maps member paths to ``.npy`` bytes, or
+    reads a member (``load``'s size-checked reader)."""
+    if not isinstance(doc, dict):
+        raise EdgeqError(f"{where}: graph.json is a {type(doc).__name__}, expected an object")
     if doc.get("format") != FORMAT:
         raise EdgeqError(f"{where}: not an edgeq model file (format {doc.get('format')!r})")
     if doc.get("version") != VERSION:
@@ -139,6 +191,8 @@ def from_doc(doc: dict, tensors: dict[str, bytes], where: str = "model") -> Grap
                          f"edgeq (it reads version {VERSION})")
 
     def arr(p: str) -> np.ndarray:
+        if callable(tensors):
+            return tensors(p)
         if p not in tensors:
             raise EdgeqError(f"{where}: missing tensor {p}")
         return np.lib.format.read_array(io.BytesIO(tensors[p]), allow_pickle=False)
@@ -158,8 +212,11 @@ def from_doc(doc: dict, tensors: dict[str, bytes], where: str = "model") -> Grap
     vals: dict[str, Value] = {}
     for d in doc["values"]:
         qp = d.get("qparams")
-        v = Value(d["name"], TensorType(DType(d["dtype"]), tuple(d["shape"])),
-                  arr(d["const"]) if "const" in d else None,
+        const = arr(d["const"]) if "const" in d else None
+        if const is not None and tuple(const.shape) != tuple(d["shape"]):
+            raise EdgeqError(f"{where}: value '{d['name']}' is declared {list(d['shape'])} but "
+                             f"its tensor {d['const']} is {list(const.shape)}")
+        v = Value(d["name"], TensorType(DType(d["dtype"]), tuple(d["shape"])), const,
                   None if qp is None else QParams(tuple(qp["scale"]), tuple(qp["zero_point"]),
                                                   qp["axis"]))
         vals[v.name] = v
