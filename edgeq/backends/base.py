@@ -61,6 +61,13 @@ class Refusal:
         return f"{self.op} '{self.node}': {self.reason}" if self.node else self.reason
 
 
+def integer_graph(graph: Graph) -> str | None:
+    """The graph is an integer model (``edgeq quantize``)."""
+    if graph.metadata.get("quantized") != "int":
+        return "the graph is not quantized (run edgeq quantize first)"
+    return None
+
+
 @dataclass(frozen=True)
 class Lowering:
     """One op's lowering in a backend's registry: ``emit(writer, node)`` writes it; ``checks``

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgeq.backends.base import Lowering, Refusal, lowering_registry
+from edgeq.backends.base import Lowering, Refusal, integer_graph, lowering_registry
 from edgeq.ir.graph import DType, Graph, Node, Value
 from edgeq.ops.resize import linear_taps
 
@@ -28,14 +28,7 @@ lowering = lowering_registry(LOWER)  # @lowering(op, checks=(...)): the op's QDQ
 
 
 # --- graph-wide checks (each returns the reason it fails, or None) ----------------------------
-def _integer_graph(graph: Graph) -> str | None:
-    """The graph is an integer model (``edgeq quantize``)."""
-    if graph.metadata.get("quantized") != "int":
-        return "the graph is not quantized (run edgeq quantize first)"
-    return None
-
-
-GRAPH_CHECKS: tuple[GraphCheck, ...] = (_integer_graph,)
+GRAPH_CHECKS: tuple[GraphCheck, ...] = (integer_graph,)
 
 
 # --- node checks --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgeq.backends.base import Lowering, Refusal, lowering_registry
+from edgeq.backends.base import Lowering, Refusal, integer_graph, lowering_registry
 from edgeq.ops import has
 from edgeq.ops.resize import resize
 from edgeq.ir.graph import DType, Graph, Node, Value
@@ -106,13 +106,6 @@ def nhwc_values(graph: Graph) -> set[str]:
 
 
 # --- graph-wide checks (each returns the reason it fails, or None) ----------------------------
-def _integer_graph(graph: Graph) -> str | None:
-    """The graph is an integer model (``edgeq quantize``)."""
-    if graph.metadata.get("quantized") != "int":
-        return "the graph is not quantized (run edgeq quantize first)"
-    return None
-
-
 def _tflite_rounding(graph: Graph) -> str | None:
     """The integer model follows TFLite's requantization rule (``--rounding tflite``, which
     export picks for a TFLite target): exactness needs TFLite's rounding."""
@@ -122,7 +115,7 @@ def _tflite_rounding(graph: Graph) -> str | None:
     return None
 
 
-GRAPH_CHECKS: tuple[GraphCheck, ...] = (_integer_graph, _tflite_rounding)
+GRAPH_CHECKS: tuple[GraphCheck, ...] = (integer_graph, _tflite_rounding)
 
 
 # --- node checks --------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgeq.backends.base import Lowering, Refusal, lowering_registry
+from edgeq.backends.base import Lowering, Refusal, integer_graph, lowering_registry
 from edgeq.ir.graph import Graph, Node
 from edgeq.ops.pool import pool_output_hw
 from edgeq.ops.resize import linear_taps, nearest_index, resize_coords
@@ -26,13 +26,6 @@ lowering = lowering_registry(LOWER)  # @lowering(op, checks=(...)): the op's Rel
 
 
 # --- graph-wide checks (each returns the reason it fails, or None) ----------------------------
-def _integer_graph(graph: Graph) -> str | None:
-    """The graph is an integer model (``edgeq quantize``)."""
-    if graph.metadata.get("quantized") != "int":
-        return "the graph is not quantized (run edgeq quantize first)"
-    return None
-
-
 def _known_rounding(graph: Graph) -> str | None:
     """The requantization rule is edgeq's or TFLite's (docs/numerics.md): the lowering spells
     both."""
@@ -41,7 +34,7 @@ def _known_rounding(graph: Graph) -> str | None:
     return None
 
 
-GRAPH_CHECKS: tuple[GraphCheck, ...] = (_integer_graph, _known_rounding)
+GRAPH_CHECKS: tuple[GraphCheck, ...] = (integer_graph, _known_rounding)
 
 
 # --- node checks --------------------------------------------------------------------------------
