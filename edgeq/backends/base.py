@@ -227,37 +227,10 @@ def single_node_graph(graph: Graph, node: Node) -> Graph:
     outputs the graph outputs. Only this node's values are copied."""
     g = Graph(f"{graph.name}/{node.name}")
     g.metadata = dict(graph.metadata)
-    copies: dict[str, Value] = {}
-
-    def copy(v: Value | None) -> Value | None:
-        if v is None:
-            return None
-        if v.name not in copies:
-            copies[v.name] = Value(v.name, v.type, None if v.const is None else v.const.copy(),
-                                   v.qparams)
-            g.values[v.name] = copies[v.name]
-        return copies[v.name]
-
-    ins = [copy(v) for v in node.inputs]
-    outs = [copy(v) for v in node.outputs]
-    n = Node(node.op, node.name, ins, outs, {k: _copy_attr(a) for k, a in node.attrs.items()})
-    for v in outs:
-        v.producer = n  # type: ignore[union-attr]
-    for i, v in enumerate(ins):
-        if v is not None:
-            v.uses.append((n, i))
-    g.nodes = [n]
-    g.inputs = [v for v in ins if v is not None and not v.is_const]
-    g.outputs = list(outs)  # type: ignore[arg-type]
+    n = g.append_copy(node, g.value_copier())
+    g.inputs = [v for v in n.inputs if v is not None and not v.is_const]
+    g.outputs = list(n.outputs)
     return g
-
-
-def _copy_attr(a: Any) -> Any:
-    if isinstance(a, np.ndarray):
-        return a.copy()
-    if isinstance(a, list):
-        return list(a)
-    return a
 
 
 def per_layer_check(graph: Graph, envs: Sequence[Feeds], compile_node: CompileNode

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -266,10 +266,9 @@ class Graph:
     def ops(self) -> list[str]:
         return [n.op for n in self.nodes]
 
-    def copy(self) -> "Graph":
-        """Deep copy (constants are copied too, so passes on the copy never touch this graph)."""
-        g = Graph(self.name)
-        g.metadata = dict(self.metadata)
+    def value_copier(self) -> Callable[[Value | None], Value | None]:
+        """``get(v)``: this graph's copy of another graph's value ``v`` (made on first use, its
+        constant copied too; None stays None)."""
         vmap: dict[int, Value] = {}
 
         def get(v: Value | None) -> Value | None:
@@ -278,22 +277,33 @@ class Graph:
             if id(v) not in vmap:
                 nv = Value(v.name, v.type, None if v.const is None else v.const.copy(),
                            v.qparams)
-                g.values[v.name] = nv
+                self.values[v.name] = nv
                 vmap[id(v)] = nv
             return vmap[id(v)]
+        return get
 
+    def append_copy(self, n: Node, get: Callable[[Value | None], Value | None]) -> Node:
+        """Append a copy of another graph's node ``n`` reading and writing ``get``'s values."""
+        ins = [get(v) for v in n.inputs]
+        outs = [get(v) for v in n.outputs]
+        nn = Node(n.op, n.name, ins, outs, {k: _copy_attr(a) for k, a in n.attrs.items()})
+        for v in outs:
+            v.producer = nn  # type: ignore[union-attr]
+        for i, v in enumerate(ins):
+            if v is not None:
+                v.uses.append((nn, i))
+        self.nodes.append(nn)
+        return nn
+
+    def copy(self) -> "Graph":
+        """Deep copy (constants are copied too, so passes on the copy never touch this graph)."""
+        g = Graph(self.name)
+        g.metadata = dict(self.metadata)
+        get = g.value_copier()
         for v in self.inputs:
             g.inputs.append(get(v))  # type: ignore[arg-type]
         for n in self.nodes:
-            ins = [get(v) for v in n.inputs]
-            outs = [get(v) for v in n.outputs]
-            nn = Node(n.op, n.name, ins, outs, {k: _copy_attr(a) for k, a in n.attrs.items()})
-            for v in outs:
-                v.producer = nn  # type: ignore[union-attr]
-            for i, v in enumerate(ins):
-                if v is not None:
-                    v.uses.append((nn, i))
-            g.nodes.append(nn)
+            g.append_copy(n, get)
         g.outputs = [get(v) for v in self.outputs]  # type: ignore[misc]
         return g
 
