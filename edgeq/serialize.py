@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import tokenize
 import zipfile
 import zlib
 from typing import Any, Callable
@@ -172,7 +173,8 @@ def load(path: str | os.PathLike) -> Graph:
     except EdgeqError:
         raise
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError, zlib.error,
-            EOFError, UnicodeDecodeError) as e:
+            EOFError, UnicodeDecodeError, NotImplementedError, RuntimeError,
+            tokenize.TokenError, SyntaxError) as e:  # damaged zip headers, .npy headers
         raise EdgeqError(f"{path}: not an edgeq model file ({type(e).__name__}: {e})") from None
     except (TypeError, ValueError, AttributeError, IndexError) as e:
         raise EdgeqError(f"{path}: malformed edgeq model ({type(e).__name__}: {e})") from None

@@ -110,3 +110,21 @@ def test_the_cli_gives_one_line_and_exit_2(tmp_path):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edgeq: error:"), r.stderr
+
+
+def test_damaged_zip_and_npy_headers_are_one_error(tmp_path):
+    """Found by a mutation fuzz run of the loader: an unknown compression method in the central
+    directory (NotImplementedError) and a garbled .npy header dict (TokenError)."""
+    path = _eqm(tmp_path)
+    data = bytearray(path.read_bytes())
+    cd = data.rfind(b"PK\x01\x02")  # the last central-directory entry: its method at +10
+    data[cd + 10] = 99
+    path.write_bytes(bytes(data))
+    with pytest.raises(EdgeqError, match="not an edgeq model file"):
+        serialize.load(path)
+
+    def edit(m):
+        p = _weight_member(m)
+        m[p] = m[p].replace(b"'shape': (", b"'shape': ((", 1)
+    with pytest.raises(EdgeqError):
+        serialize.load(_eqm(tmp_path, edit, name="n.eqm"))
