@@ -9,7 +9,7 @@ MODELS := build/models
 APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test models install system-deps clean coverage
+.PHONY: demo test models install system-deps clean coverage fuzz
 
 # apt-get only when a tool is missing (a machine that has them needs no root and no network).
 # If apt-get cannot run, say so and go on: the Cortex-M tests then skip, each printing why.
@@ -50,6 +50,12 @@ test: $(STAMP) system-deps
 coverage: $(STAMP) system-deps
 	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0 -e '.[corpus]'
 	$(BIN)/python -m tools.bench_coverage $(COVERAGE_ARGS)
+
+# The coverage-guided fuzzers of tests/fuzz/ (ONNX import, .eqm loading, calibration data), each
+# for FUZZ_S seconds; `make test` runs each for 30 s. Crashing inputs are kept in build/fuzz/.
+FUZZ_S ?= 600
+fuzz: $(STAMP)
+	EDGEQ_FUZZ_S=$(FUZZ_S) $(BIN)/python -m pytest -q -s tests/fuzz/test_fuzz.py
 
 clean:
 	rm -rf build .pytest_cache

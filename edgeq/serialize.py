@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeq.ir.graph import DType, EdgeqError, Graph, Node, QParams, TensorType, Value, contiguous
+from edgeq.ir.limits import max_tensor_bytes
 
 FORMAT, VERSION = "edgeq-model", 1
 EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -118,12 +119,6 @@ def save(graph: Graph, path: str | os.PathLike) -> None:
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
-
-
-def max_tensor_bytes() -> int:
-    """The largest tensor (and graph.json) a model file may declare: 2 GiB, or
-    ``EDGEQ_MAX_TENSOR_BYTES``. Checked before anything is read or allocated."""
-    return int(os.environ.get("EDGEQ_MAX_TENSOR_BYTES", 2 << 30))
 
 
 def _member_reader(z: zipfile.ZipFile, where: str) -> Callable[[str], np.ndarray]:
