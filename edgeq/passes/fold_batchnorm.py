@@ -71,8 +71,9 @@ def _per_channel(const: np.ndarray, out: TensorType) -> np.ndarray | None:
 def fold_channel_affine(graph: Graph) -> bool:
     """Fold ``Mul(y, s)`` / ``Add(y, t)`` with per-channel constants into y's Conv/Gemm."""
     changed = False
+    removed: set[int] = set()
     for node in list(graph.nodes):
-        if node.op not in ("Mul", "Add") or node not in graph.nodes:
+        if node.op not in ("Mul", "Add") or id(node) in removed:
             continue
         y, k = node.inputs[0], node.inputs[1]
         if y.is_const and k is not None and not k.is_const:
@@ -100,6 +101,7 @@ def fold_channel_affine(graph: Graph) -> bool:
         _fold_into(graph, prod, vec, node.op == "Mul")
         graph.replace_uses(node.outputs[0], y)
         graph.remove_node(node)
+        removed.add(id(node))
         changed = True
     return changed
 
