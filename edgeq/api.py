@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,11 +15,12 @@ from edgeq.export import export as export_to
 from edgeq.frontend import onnx as onnx_frontend
 from edgeq.frontend import torch as torch_frontend
 from edgeq.ir.graph import EdgeqError, Graph
+from edgeq.outdir import OutputDir
 from edgeq.ops.cost import activation_bytes, node_macs, node_param_bytes, node_params
 from edgeq.passes.fold_input_normalization import FoldInputNormalization
 from edgeq.passes.pipeline import FLOAT_PASSES, PipelineResult, run_passes
 from edgeq.quant.calibrate import CalibrationData, load_calibration
-from edgeq.quant.pipeline import is_integer, quantize_model, run_integer
+from edgeq.quant.pipeline import check_options, is_integer, quantize_model, run_integer
 from edgeq.runtime.reference import run_batch
 from edgeq.schedule.plan import Schedule, plan_schedule
 
@@ -126,36 +125,15 @@ def inspect(graph: Graph) -> dict[str, Any]:
             "layers": layers, "totals": totals}
 
 
-class OutputDir:
-    """Build an output folder in a temporary sibling and move it into place only on success,
-    so a failure never leaves a half-written folder. Made before the work starts, it checks
-    that the folder can be written."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = os.path.abspath(path)
-        parent = os.path.dirname(self.path)
-        if not os.path.isdir(parent):
-            raise EdgeqError(f"{os.fspath(path)}: parent folder {parent} does not exist")
-        if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise EdgeqError(f"{os.fspath(path)}: exists and is not a folder")
-
-    def __enter__(self) -> str:
-        self.tmp = tempfile.mkdtemp(prefix=".edgeq-", dir=os.path.dirname(self.path))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result should not be
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        if os.path.isdir(self.path):
-            for name in sorted(os.listdir(self.tmp)):
-                os.replace(os.path.join(self.tmp, name), os.path.join(self.path, name))
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.path)
+def without_timings(report: Any) -> Any:
+    """The report without its timings (every key ending in ``_ms`` or ``_s``, at any depth):
+    what ``--deterministic-report`` writes, byte-identical between runs."""
+    if isinstance(report, dict):
+        return {k: without_timings(v) for k, v in report.items()
+                if not (k.endswith("_ms") or k.endswith("_s"))}
+    if isinstance(report, list):
+        return [without_timings(v) for v in report]
+    return report
 
 
 def _write_json(path: str, report: dict[str, Any]) -> None:
@@ -171,33 +149,34 @@ def save_quantized(res, out: str | os.PathLike | OutputDir, deterministic_report
     out = out if isinstance(out, OutputDir) else OutputDir(out)
     with out as tmp:
         save(res.graph, os.path.join(tmp, "model.eqm"))
-        report = dict(res.report)
-        if deterministic_report:
-            report.pop("quantization_time_s", None)
-        _write_json(os.path.join(tmp, "report.json"), report)
+        _write_json(os.path.join(tmp, "report.json"),
+                    without_timings(res.report) if deterministic_report else res.report)
 
 
 def export(graph: Graph, calib: Any, out: str | os.PathLike | OutputDir,
            targets: Sequence[str] = DEFAULT_TARGETS, *, allow_fallback: bool = False,
            keep_going: bool = False,
            calib_samples: int | None = None, progress: bool | None = None,
-           **quant_options) -> dict[str, Any]:
+           deterministic_report: bool = False, **quant_options) -> dict[str, Any]:
     """Quantize an optimized float graph with ``calib`` (as ``quantize`` takes it) and lower it
     to every target, each verified against the integer interpreter (``edgeq.export``). Writes
     the folder ``out`` atomically: ``model.eqm``, one artifact per target and ``report.json``
-    (docs/report.md); returns the report. ``quant_options``: those of ``quantize``."""
+    (docs/report.md; without timings with ``deterministic_report``); returns the report.
+    ``quant_options``: those of ``quantize``."""
     targets = list(targets)
     if not targets:
         raise EdgeqError(f"--target needs at least one of: {', '.join(available())}")
     out = out if isinstance(out, OutputDir) else OutputDir(out)
     if is_integer(graph):
         raise EdgeqError("export takes the float model (it quantizes it)")
+    check_options(calib_samples=calib_samples, **quant_options)
     data = calib if isinstance(calib, CalibrationData) else load_calibration(
         os.fspath(calib), graph, calib_samples)
     with out as tmp:
         report = export_to(graph, data, targets, tmp, quant_options, progress=progress,
                            allow_fallback=allow_fallback, keep_going=keep_going)
-        _write_json(os.path.join(tmp, "report.json"), report)
+        _write_json(os.path.join(tmp, "report.json"),
+                    without_timings(report) if deterministic_report else report)
     return report
 
 

@@ -14,9 +14,11 @@ import numpy as np
 
 from edgeq import __version__, api, present
 from edgeq.ir.graph import EdgeqError
+from edgeq.ir.limits import check_activation, check_tensor
 from edgeq.passes.pipeline import PipelineResult
 
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL = 1
 
 
 def _parse_shapes(items: Sequence[str] | None) -> dict[str, list[int]] | None:
@@ -33,6 +35,7 @@ def _parse_shapes(items: Sequence[str] | None) -> dict[str, list[int]] | None:
                 from None
         if not shape or any(d <= 0 for d in shape):
             raise EdgeqError(f"--input-shape {item!r}: dimensions must be positive integers")
+        check_activation(shape, 4, f"--input-shape {item!r}")
         out[name or f"#{k}"] = shape
     return out
 
@@ -82,11 +85,24 @@ def cmd_inspect(args) -> int:
 
 
 def _read_npy(path: str) -> np.ndarray:
-    if not os.path.exists(path):
+    """``--input``: one .npy array, memory-mapped first so its declared size is checked against
+    the limit (``EDGEQ_MAX_TENSOR_BYTES``) before anything is read."""
+    if not os.path.isfile(path):
         raise EdgeqError(f"{path}: no such file")
     try:
-        return np.load(path, allow_pickle=False)
-    except Exception as e:
+        a = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise EdgeqError(f"{path}: not a readable .npy array ({e})") from None
+    if not isinstance(a, np.ndarray):
+        a.close()
+        raise EdgeqError(f"{path}: is an .npz archive; --input takes one .npy array (samples "
+                         f"on the first axis)")
+    if a.dtype.kind not in "fiub":
+        raise EdgeqError(f"{path}: dtype {a.dtype} is not numeric")
+    check_tensor(a.shape, a.dtype.itemsize, path)
+    try:
+        return np.array(a)
+    except (ValueError, OSError) as e:
         raise EdgeqError(f"{path}: not a readable .npy array ({e})") from None
 
 
@@ -95,7 +111,10 @@ def write_atomic_npy(path: str, arrays: dict[str, np.ndarray]) -> None:
     d = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(d):
         raise EdgeqError(f"{path}: directory {d} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".edgeq-", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".edgeq-", suffix=".tmp")
+    except OSError as e:
+        raise EdgeqError(f"{path}: cannot write in {d} ({e.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             if path.endswith(".npz"):
@@ -106,9 +125,12 @@ def write_atomic_npy(path: str, arrays: dict[str, np.ndarray]) -> None:
                                      f"({', '.join(arrays)}); write them to an .npz file")
                 np.save(f, next(iter(arrays.values())))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise EdgeqError(f"{path}: could not write ({e.strerror}); nothing was written") \
+                from None
         raise
 
 
@@ -134,7 +156,7 @@ def _int16(args) -> list[str] | str:
 
 
 def cmd_quantize(args) -> int:
-    out = api.OutputDir(args.output)
+    out = api.OutputDir(args.output, force=args.force)
     graph, _ = _load(args)
     res = api.quantize(graph, args.calib, observer=args.observer, weight_bits=args.weight_bits,
                        int16=_int16(args), target_sqnr_db=args.target_sqnr,
@@ -151,7 +173,7 @@ def cmd_quantize(args) -> int:
 
 def cmd_export(args) -> int:
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
-    out = api.OutputDir(args.output)
+    out = api.OutputDir(args.output, force=args.force)
     graph, _ = _load(args)
     report = api.export(graph, args.calib, out, targets, allow_fallback=args.allow_fallback,
                         keep_going=args.keep_going, calib_samples=args.calib_samples,
@@ -161,7 +183,8 @@ def cmd_export(args) -> int:
                         weight_rounding=args.weight_rounding, rounding=args.rounding,
                         equalize=not args.no_equalize,
                         bias_correction=not args.no_bias_correction,
-                        eval_samples=args.eval_samples)
+                        eval_samples=args.eval_samples,
+                        deterministic_report=args.deterministic_report)
     print(present.format_export(report))
     files = ["model.eqm"] + [t["artifact"] for t in report["targets"].values()] + ["report.json"]
     print(f"wrote {args.output}/: " + ", ".join(dict.fromkeys(files)))
@@ -193,6 +216,10 @@ def _add_quant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-samples", type=int, default=32, help="samples for the SQNR report")
     p.add_argument("--no-equalize", action="store_true", help="skip cross-layer equalization")
     p.add_argument("--no-bias-correction", action="store_true")
+    p.add_argument("--deterministic-report", action="store_true",
+                   help="leave timings out of report.json (byte-identical reruns)")
+    p.add_argument("--force", action="store_true", help="replace the output folder even if it "
+                   "is not an earlier edgeq output (everything in it is deleted)")
 
 
 def _bytes(text: str) -> int:
@@ -223,8 +250,16 @@ def cmd_plan_memory(args) -> int:
     return 0 if fits else 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one ``edgeq: error:`` line too (argparse prints the usage first)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        sys.stderr.write(f"edgeq: error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(EXIT_USER_ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgeq", description="Deployment compiler: PyTorch/ONNX to "
+    p = _Parser(prog="edgeq", description="Deployment compiler: PyTorch/ONNX to "
                                 "integer-only artifacts for phones, NPUs and microcontrollers.")
     p.add_argument("--version", action="version", version=f"edgeq {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -245,8 +280,6 @@ def build_parser() -> argparse.ArgumentParser:
     pq = sub.add_parser("quantize", help="integer-only (dyadic) quantization with a report")
     _add_model_args(pq)
     _add_quant_args(pq)
-    pq.add_argument("--deterministic-report", action="store_true",
-                    help="leave timings out of report.json (byte-identical reruns)")
     pq.set_defaults(fn=cmd_quantize)
     pe = sub.add_parser("export", help="quantize and lower to deployment targets, each "
                         "verified against the integer interpreter")
@@ -286,6 +319,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgeq: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the environment: a file the user named cannot be read or written
+        if os.environ.get("EDGEQ_DEBUG"):
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"edgeq: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as e:  # a bug in edgeq: one line, the traceback on request
+        if os.environ.get("EDGEQ_DEBUG"):
+            raise
+        print(f"edgeq: internal error: {type(e).__name__}: {e} (please report it with the "
+              f"model; EDGEQ_DEBUG=1 prints the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

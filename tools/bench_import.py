@@ -39,8 +39,7 @@ print(time.process_time() - t)
 
 
 def chain(n: int, path: str) -> None:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     nodes, inits, prev = [], [], "x"
     for i in range(n):

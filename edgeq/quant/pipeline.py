@@ -335,6 +335,33 @@ def is_integer(graph: Graph) -> bool:
     return graph.metadata.get("quantized") == "int"
 
 
+def check_options(*, observer: str = "minmax", weight_bits: int = 8, rounding: str | None = None,
+                  calib_samples: int | None = None, eval_samples: int = 32,
+                  target_sqnr_db: float = 40.0, max_int16: int = 8,
+                  weight_rounding: str = "gptq", **_: Any) -> None:
+    """Refuse option values quantization cannot use, each named as its command-line flag (the
+    Python API takes the same names with underscores)."""
+    if observer not in OBSERVERS:
+        raise EdgeqError(f"unknown observer {observer!r}; choose one of {', '.join(OBSERVERS)}")
+
+    def whole(value: Any, flag: str, least: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise EdgeqError(f"{flag} {value!r}: expected a whole number >= {least}")
+
+    if calib_samples is not None:
+        whole(calib_samples, "--calib-samples", 1)
+    whole(eval_samples, "--eval-samples", 1)
+    whole(max_int16, "--max-int16", 0)
+    if weight_bits not in (4, 8):
+        raise EdgeqError(f"--weight-bits {weight_bits!r}: expected 4 or 8")
+    if rounding not in (None, "edgeq", "tflite"):
+        raise EdgeqError(f"--rounding {rounding!r}: expected edgeq or tflite")
+    if weight_rounding not in ("gptq", "nearest"):
+        raise EdgeqError(f"--weight-rounding {weight_rounding!r}: expected gptq or nearest")
+    if not isinstance(target_sqnr_db, (int, float)) or not math.isfinite(target_sqnr_db):
+        raise EdgeqError(f"--target-sqnr {target_sqnr_db!r}: expected a finite number of dB")
+
+
 def quantize_model(graph: Graph, calib: Any, *, observer: str = "minmax", weight_bits: int = 8,
              int16: Sequence[str] | str = (), rounding: str = "edgeq", equalize: bool = True,
              bias_correction: bool = True, calib_samples: int | None = None,
@@ -347,8 +374,10 @@ def quantize_model(graph: Graph, calib: Any, *, observer: str = "minmax", weight
     (at most ``max_int16``) that bring the output SQNR to ``target_sqnr_db``.
     ``mixed_range_int16`` ("any", "outputs", "none"): which Concats of mixed ranges may become
     int16 (``mixed_range_concats``); export picks it from its targets."""
-    if observer not in OBSERVERS:
-        raise EdgeqError(f"unknown observer {observer!r}; choose one of {', '.join(OBSERVERS)}")
+    check_options(observer=observer, weight_bits=weight_bits, rounding=rounding,
+                  calib_samples=calib_samples, eval_samples=eval_samples,
+                  target_sqnr_db=target_sqnr_db, max_int16=max_int16,
+                  weight_rounding=weight_rounding)
     if is_integer(graph):
         raise EdgeqError("the model is already quantized")
     if isinstance(calib, CalibrationData):
