@@ -157,11 +157,13 @@ def export(graph: Graph, calib: Any, out: str | os.PathLike | OutputDir,
            targets: Sequence[str] = DEFAULT_TARGETS, *, allow_fallback: bool = False,
            keep_going: bool = False,
            calib_samples: int | None = None, progress: bool | None = None,
-           deterministic_report: bool = False, **quant_options) -> dict[str, Any]:
+           deterministic_report: bool = False, npu: str | None = None,
+           **quant_options) -> dict[str, Any]:
     """Quantize an optimized float graph with ``calib`` (as ``quantize`` takes it) and lower it
     to every target, each verified against the integer interpreter (``edgeq.export``). Writes
     the folder ``out`` atomically: ``model.eqm``, one artifact per target and ``report.json``
     (docs/report.md; without timings with ``deterministic_report``); returns the report.
+    ``npu``: the NPU description (a built-in name or a ``.toml`` path) for ``npu-sim``.
     ``quant_options``: those of ``quantize``."""
     targets = list(targets)
     if not targets:
@@ -174,7 +176,8 @@ def export(graph: Graph, calib: Any, out: str | os.PathLike | OutputDir,
         os.fspath(calib), graph, calib_samples)
     with out as tmp:
         report = export_to(graph, data, targets, tmp, quant_options, progress=progress,
-                           allow_fallback=allow_fallback, keep_going=keep_going)
+                           allow_fallback=allow_fallback, keep_going=keep_going,
+                           backend_options={"npu": npu})
         _write_json(os.path.join(tmp, "report.json"),
                     without_timings(report) if deterministic_report else report)
     return report
@@ -193,6 +196,26 @@ def run_exported(out_dir: str | os.PathLike, target: str, x: np.ndarray, raw: bo
     outs = run_batch(art.graph, x,
                      many=lambda g, feeds: be.run_many(art, feeds, raw=raw, session=sess))
     return [v.name for v in art.graph.outputs], outs
+
+
+def simulate(model: Graph | str | os.PathLike, npu: str = "ethos-u55-128",
+             sweep: Sequence[str] | None = None) -> dict[str, Any]:
+    """The NPU simulator (``edgeq.backends.npu_sim``) on an integer model (a Graph, an ``.eqm``
+    or a folder ``edgeq export`` / ``quantize`` wrote): per-layer cycles, traffic, bound and
+    energy on ``npu`` (a built-in name or a ``.toml`` path). With ``sweep``
+    (``["macs=64,128,256", "sram=128KB,256KB"]``) also one row per combination under
+    ``"sweep"``."""
+    from edgeq.backends.npu_sim import simulate as run_simulation
+    from edgeq.backends.npu_sim import sweep as run_sweep
+
+    graph = model if isinstance(model, Graph) else load(model)
+    if not is_integer(graph):
+        raise EdgeqError("simulate takes an integer model: the folder `edgeq export` or "
+                         "`edgeq quantize` wrote, or its model.eqm")
+    report = run_simulation(graph, npu)
+    if sweep:
+        report["sweep"] = run_sweep(graph, npu, sweep)
+    return report
 
 
 def plan_memory(graph: Graph, max_overhead: float = 0.20) -> Schedule:

@@ -184,13 +184,32 @@ def cmd_export(args) -> int:
                         equalize=not args.no_equalize,
                         bias_correction=not args.no_bias_correction,
                         eval_samples=args.eval_samples,
-                        deterministic_report=args.deterministic_report)
+                        deterministic_report=args.deterministic_report, npu=args.npu)
     print(present.format_export(report))
     files = ["model.eqm"] + [t["artifact"] for t in report["targets"].values()] + ["report.json"]
     print(f"wrote {args.output}/: " + ", ".join(dict.fromkeys(files)))
     for t, reasons in report["refused_targets"].items():
         print(f"edgeq: refused target {t}: " + "; ".join(reasons), file=sys.stderr)
     return 1 if report["refused_targets"] else 0
+
+
+def cmd_simulate(args) -> int:
+    if args.model is None:
+        raise EdgeqError("simulate needs an integer model: the folder `edgeq export` wrote, or "
+                         "a model.eqm")
+    sim = api.simulate(args.model, args.npu, sweep=args.sweep)
+    print(json.dumps(sim, indent=1, sort_keys=True) if args.json
+          else present.format_simulation(sim))
+    return 0
+
+
+def cmd_targets(args) -> int:
+    from edgeq.targets import builtin_targets, load_target
+
+    rows = [[n, (t := load_target(n)).kind, t.architecture, t.description]
+            for n in builtin_targets()]
+    print(present.format_table(rows, ["name", "kind", "architecture", "description"]))
+    return 0
 
 
 def _add_quant_args(p: argparse.ArgumentParser) -> None:
@@ -297,7 +316,23 @@ def build_parser() -> argparse.ArgumentParser:
                     "the model, list the refused ones with their reasons in the report, and "
                     "exit with code 1 (without it, any refusal stops the export before "
                     "calibration)")
+    pe.add_argument("--npu", metavar="NAME|FILE.toml", help="the NPU --target npu-sim "
+                    "simulates: a built-in description (edgeq targets) or your own .toml "
+                    "(default ethos-u55-128)")
     pe.set_defaults(fn=cmd_export)
+    ps = sub.add_parser("simulate", help="per-layer cycles, traffic and energy of an integer "
+                        "model on an NPU (an estimate)")
+    ps.add_argument("model", nargs="?", help="the folder `edgeq export` or `edgeq quantize` "
+                    "wrote, or its model.eqm")
+    ps.add_argument("--npu", default="ethos-u55-128", metavar="NAME|FILE.toml",
+                    help="built-in NPU (edgeq targets) or a .toml description")
+    ps.add_argument("--sweep", nargs="+", metavar="KEY=V1,V2",
+                    help="what-if: one simulation per combination, e.g. macs=64,128,256 "
+                    "sram=128KB,256KB (or any dotted key of the target file)")
+    ps.add_argument("--json", action="store_true", help="the whole simulation as JSON")
+    ps.set_defaults(fn=cmd_simulate)
+    pt = sub.add_parser("targets", help="the built-in hardware descriptions")
+    pt.set_defaults(fn=cmd_targets)
     pm = sub.add_parser("plan-memory", help="activation arena plan (layer by layer)")
     _add_model_args(pm)
     pm.add_argument("--sram", help="SRAM budget, e.g. 64KB: exit 1 if no plan fits")

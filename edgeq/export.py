@@ -188,7 +188,8 @@ def _cpu_s() -> float:
 def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: str,
            quant_options: dict[str, Any] | None = None, progress: bool | None = None,
            allow_fallback: bool = False, stage_cpu_s: dict[str, float] | None = None,
-           keep_going: bool = False) -> dict[str, Any]:
+           keep_going: bool = False, backend_options: dict[str, Any] | None = None
+           ) -> dict[str, Any]:
     """``fg``: optimized float graph. Writes ``out_dir`` (which must exist and be empty).
     ``allow_fallback``: targets that can run a node their integer kernels lack in float do so
     (listed in the report under ``float_fallback``) instead of refusing the export.
@@ -199,7 +200,7 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
     exported.
     ``stage_cpu_s``: when given, filled with the CPU seconds of each stage (``quantize``,
     ``references``, then ``lower``, ``verify`` and ``latency`` of each target, as
-    ``"lower NAME"``...)."""
+    ``"lower NAME"``...). ``backend_options``: passed to every backend (``npu``)."""
     @contextmanager
     def stage(name: str) -> Iterator[None]:
         t0 = _cpu_s()
@@ -209,7 +210,8 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
             if stage_cpu_s is not None:
                 stage_cpu_s[name] = stage_cpu_s.get(name, 0.0) + _cpu_s() - t0
 
-    backends = {t: get_backend(t, allow_fallback=allow_fallback) for t in targets}
+    backends = {t: get_backend(t, allow_fallback=allow_fallback, **(backend_options or {}))
+                for t in targets}
     calib, calib_idx, held_idx = split(data)
     opts = dict(quant_options or {})
     rules = {be.rounding: t for t, be in backends.items() if be.rounding}

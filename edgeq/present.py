@@ -181,3 +181,39 @@ def format_report(report: dict[str, Any]) -> str:
 
 __all__ = ["format_budget", "format_export", "format_inspect", "format_memory_schedule",
            "format_report", "format_table"]
+
+
+def format_simulation(sim: dict[str, Any]) -> str:
+    """``edgeq simulate``: per layer cycles, utilization, bytes per memory, bound, energy."""
+    mems = sorted({m for r in sim["layers"] for m in r["bytes"]})
+    rows = []
+    for r in sim["layers"]:
+        if r["kind"] == "alias":
+            continue
+        rows.append([r["name"], r["kind"], r["macs"], int(round(r["cycles"])),
+                     round(100 * r["mac_utilization"], 1),
+                     *[r["bytes"].get(m, {}).get("read", 0) + r["bytes"].get(m, {}).get(
+                         "write", 0) for m in mems],
+                     r["bound"], round(r["energy_pj"]["total"] / 1e3, 3),
+                     r["intensity_macs_per_offchip_byte"]
+                     if r["intensity_macs_per_offchip_byte"] is not None else "-"])
+    head = ["layer", "kind", "MACs", "cycles", "MAC util %", *[f"{m} bytes" for m in mems],
+            "bound", "energy nJ", "MACs/off-chip B"]
+    t = sim["total"]
+    lines = [f"{sim['target']} ({sim['architecture']}, {sim['clock_hz'] / 1e6:g} MHz, "
+             f"{sim['peak_macs_per_cycle']:g} MACs/cycle, energy table {sim['energy_table']})",
+             format_table(rows, head),
+             f"total: {int(round(t['cycles'])):,} cycles = {t['time_ms']:.4g} ms, "
+             f"{t['energy_uj']:.4g} uJ (MAC {t['energy_pj']['mac'] / 1e6:.3g}, SRAM "
+             f"{t['energy_pj']['sram'] / 1e6:.3g}, off-chip {t['energy_pj']['offchip'] / 1e6:.3g}"
+             f"), MAC utilization {100 * t['mac_utilization']:.1f}%; machine balance "
+             f"{sim['machine_balance_macs_per_offchip_byte']:g} MACs per off-chip byte",
+             f"({sim['note']})"]
+    if sim.get("sweep"):
+        keys = list(sim["sweep"][0]["settings"])
+        rows = [[*[_fmt(s["settings"][k]) for k in keys], int(round(s["cycles"])),
+                 s["time_ms"], s["energy_uj"], round(100 * s["mac_utilization"], 1)]
+                for s in sim["sweep"]]
+        lines += ["", "sweep:", format_table(rows, [*keys, "cycles", "ms", "energy uJ",
+                                                     "MAC util %"])]
+    return "\n".join(lines)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from edgeq.backends.base import Artifact, Backend, Checks, Refusal
 from edgeq.backends.c import CBackend, CortexMBackend
 from edgeq.backends.ethos_u import EthosUBackend
+from edgeq.backends.npu_sim import NpuSimBackend
 from edgeq.backends.ort_qdq import OrtQdqBackend
 from edgeq.backends.tflite import TflmBackend, TfliteBackend
 from edgeq.backends.tvm import TvmBackend
@@ -23,12 +24,15 @@ def _builtins() -> dict[str, Callable[..., Backend]]:
     return {"ort": OrtQdqBackend, "tflite": TfliteBackend, "tflm": TflmBackend,
             "tvm": TvmBackend, "ethos-u": EthosUBackend, "c": CBackend,
             "cortex-m4": partial(CortexMBackend, "cortex-m4"),
-            "cortex-m7": partial(CortexMBackend, "cortex-m7")}
+            "cortex-m7": partial(CortexMBackend, "cortex-m7"), "npu-sim": NpuSimBackend}
 
 
-def get_backend(name: str, *, allow_fallback: bool = False) -> Backend:
+def get_backend(name: str, *, allow_fallback: bool = False, **options: Any) -> Backend:
     """The backend for target ``name``, built with its options: ``allow_fallback`` lets it run
-    nodes its integer kernels lack in float where its runtime allows (``--allow-fallback``)."""
+    nodes its integer kernels lack in float where its runtime allows (``--allow-fallback``);
+    ``options`` (``npu``: the NPU description for ``npu-sim``) are passed when not None, and
+    backends that do not use one ignore it."""
+    options = {k: v for k, v in options.items() if v is not None}
     table: dict[str, Any] = _builtins()
     try:
         from importlib.metadata import entry_points
@@ -39,7 +43,7 @@ def get_backend(name: str, *, allow_fallback: bool = False) -> Backend:
         pass
     if name not in table:
         raise EdgeqError(f"unknown target {name!r}; available: {', '.join(sorted(table))}")
-    return table[name](allow_fallback=allow_fallback)
+    return table[name](allow_fallback=allow_fallback, **options)
 
 
 def available() -> list[str]:

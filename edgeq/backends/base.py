@@ -145,10 +145,13 @@ class Backend(ABC):
     rounding: str | None = None  # the requantization rule its kernels need, if any
     int16_activations: str = "any"  # "any", "outputs" (data movement to outputs) or "none"
 
-    def __init__(self, allow_fallback: bool = False):
+    def __init__(self, allow_fallback: bool = False, **options: Any):
         # --allow-fallback: nodes the integer kernels lack may run in float where the runtime
-        # allows it (listed in Artifact.float_nodes); ignored by backends that cannot
+        # allows it (listed in Artifact.float_nodes); ignored by backends that cannot.
+        # ``options``: the other backend options (``npu``), each used by the backends that
+        # know it and ignored by the rest
         self.allow_fallback = allow_fallback
+        self.options = options
 
     @abstractmethod
     def supports(self, graph: Graph) -> list[Refusal]: ...

@@ -79,8 +79,8 @@ class CBackend(Backend):
     int16_activations = "outputs"  # int16 only where a lowering says int16=True
 
     def __init__(self, allow_fallback: bool = False, max_overhead: float = 0.20,
-                 patch: bool = True):
-        super().__init__(allow_fallback)
+                 patch: bool = True, **options: Any):
+        super().__init__(allow_fallback, **options)
         self.max_overhead = max_overhead
         self.patch = patch
 
