@@ -80,6 +80,13 @@ def test_ethos_u_summary_from_vela(tmp_path):
     assert os.path.getsize(tmp_path / "model_vela.tflite") == t["size_bytes"]
     assert t["summary"]["npu_operators"] >= 1 and t["summary"]["cycles_npu"] > 0
     assert "no simulator" in t["verification"]
+    # Vela's per-layer estimates beside edgeq's simulator's, matched by layer
+    rows = t["per_layer"]
+    matched = [r for r in rows if r["vela_cycles"] and r["edgeq_cycles"]]
+    assert matched, rows
+    assert all(r["ratio"] == round(r["edgeq_cycles"] / r["vela_cycles"], 3) for r in matched)
+    assert {r["layer"] for r in matched} <= {n.name for n in g.nodes} | {
+        n.name for n in edgeq.quantize(g, x, rounding="tflite").graph.nodes}
 
 
 def test_tvm_follows_the_tflite_rule_too(tmp_path):
