@@ -203,7 +203,8 @@ def format_simulation(sim: dict[str, Any]) -> str:
     lines = [f"{sim['target']} ({sim['architecture']}, {sim['clock_hz'] / 1e6:g} MHz, "
              f"{sim['peak_macs_per_cycle']:g} MACs/cycle, energy table {sim['energy_table']})",
              format_table(rows, head),
-             f"total: {int(round(t['cycles'])):,} cycles = {t['time_ms']:.4g} ms, "
+             f"total: {int(round(t['cycles'])):,} cycles = {t['inference_us'] / 1e3:.4g} ms at "
+             f"the target's clock, "
              f"{t['energy_uj']:.4g} uJ (MAC {t['energy_pj']['mac'] / 1e6:.3g}, SRAM "
              f"{t['energy_pj']['sram'] / 1e6:.3g}, off-chip {t['energy_pj']['offchip'] / 1e6:.3g}"
              f"), MAC utilization {100 * t['mac_utilization']:.1f}%; machine balance "
@@ -212,7 +213,8 @@ def format_simulation(sim: dict[str, Any]) -> str:
     if sim.get("sweep"):
         keys = list(sim["sweep"][0]["settings"])
         rows = [[*[_fmt(s["settings"][k]) for k in keys], int(round(s["cycles"])),
-                 s["time_ms"], s["energy_uj"], round(100 * s["mac_utilization"], 1)]
+                 s["inference_us"] / 1e3, s["energy_uj"],
+                 round(100 * s["mac_utilization"], 1)]
                 for s in sim["sweep"]]
         lines += ["", "sweep:", format_table(rows, [*keys, "cycles", "ms", "energy uJ",
                                                      "MAC util %"])]

@@ -170,7 +170,8 @@ def totals(layers: Sequence[dict[str, Any]], target: Target) -> dict[str, Any]:
     for r in layers:
         bounds[r["bound"]] = bounds.get(r["bound"], 0) + 1
     macs = sum(r["macs"] for r in layers)
-    return {"cycles": round(cycles, 1), "time_ms": round(cycles / target.clock_hz * 1e3, 6),
+    return {"cycles": round(cycles, 1),
+            "inference_us": round(cycles / target.clock_hz * 1e6, 3),
             "macs": macs, "bytes": by_mem, "energy_pj": energy,
             "energy_uj": round(energy["total"] / 1e6, 6), "bounds": bounds,
             "mac_utilization": round(macs / (cycles * _rules()[target.architecture][1](target)),
@@ -226,7 +227,8 @@ def sweep(graph: Graph, spec: str, items: Sequence[str]) -> list[dict[str, Any]]
         overrides = {k: v for (k, _), v in zip(axes, combo)}
         rep = simulate(graph, load_target(spec, overrides))
         t = rep["total"]
-        rows.append({"settings": overrides, "cycles": t["cycles"], "time_ms": t["time_ms"],
+        rows.append({"settings": overrides, "cycles": t["cycles"],
+                     "inference_us": t["inference_us"],
                      "energy_uj": t["energy_uj"], "mac_utilization": t["mac_utilization"],
                      "bounds": t["bounds"]})
     return rows
