@@ -11,6 +11,8 @@ import numpy as np
 
 from edgeq import serialize
 from edgeq.backends import available, get_backend
+from edgeq.backends.npu_sim import simulate as run_simulation
+from edgeq.backends.npu_sim import sweep as run_sweep
 from edgeq.export import export as export_to
 from edgeq.frontend import onnx as onnx_frontend
 from edgeq.frontend import torch as torch_frontend
@@ -205,9 +207,6 @@ def simulate(model: Graph | str | os.PathLike, npu: str = "ethos-u55-128",
     energy on ``npu`` (a built-in name or a ``.toml`` path). With ``sweep``
     (``["macs=64,128,256", "sram=128KB,256KB"]``) also one row per combination under
     ``"sweep"``."""
-    from edgeq.backends.npu_sim import simulate as run_simulation
-    from edgeq.backends.npu_sim import sweep as run_sweep
-
     graph = model if isinstance(model, Graph) else load(model)
     if not is_integer(graph):
         raise EdgeqError("simulate takes an integer model: the folder `edgeq export` or "

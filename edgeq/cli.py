@@ -16,6 +16,7 @@ from edgeq import __version__, api, present
 from edgeq.ir.graph import EdgeqError
 from edgeq.ir.limits import check_activation, check_tensor
 from edgeq.passes.pipeline import PipelineResult
+from edgeq.targets import builtin_targets, load_target
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1
@@ -204,8 +205,6 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_targets(args) -> int:
-    from edgeq.targets import builtin_targets, load_target
-
     rows = [[n, (t := load_target(n)).kind, t.architecture, t.description]
             for n in builtin_targets()]
     print(present.format_table(rows, ["name", "kind", "architecture", "description"]))

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgeq.backends.base import Artifact, Backend, Checks, Feeds, Refusal
+from edgeq.backends.npu_sim import simulate
 from edgeq.backends.tflite import write_tflite
 from edgeq.backends.tflite.lower import supports
 from edgeq.ir.graph import EdgeqError, Graph
+from edgeq.targets import load_target
 
 ACCELERATOR = "ethos-u55-128"
 SYSTEM = "Ethos_U55_High_End_Embedded"
@@ -63,8 +65,6 @@ def side_by_side(graph: Graph, target, vela: list[dict[str, Any]]) -> list[dict[
     """Vela's per-layer cycles beside edgeq's simulated ones, matched by the layer's output
     name (Vela names an operation after its output tensor, which is edgeq's output value);
     Vela operations with no edgeq layer (and the reverse) are listed with the other side None."""
-    from edgeq.backends.npu_sim import simulate
-
     sim = simulate(graph, target)
     ours = {}
     for node, r in zip(graph.nodes, sim["layers"]):
@@ -97,8 +97,6 @@ class EthosUBackend(Backend):
 
     def __init__(self, allow_fallback: bool = False, npu: str | None = None, **options: Any):
         super().__init__(allow_fallback, **options)
-        from edgeq.targets import load_target
-
         self.target = load_target(npu or ACCELERATOR)
         if self.target.architecture != "ethos-u":
             raise EdgeqError(f"--npu {npu}: --target ethos-u needs an Ethos-U description, "

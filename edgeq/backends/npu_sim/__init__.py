@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgeq.backends.base import Artifact, Backend, Checks, Feeds, Refusal
-from edgeq.backends.npu_sim.simulate import simulate, sweep, unsupported
+from edgeq.backends.npu_sim import ethos_u, systolic
+from edgeq.backends.npu_sim.simulate import RULES, simulate, sweep, unsupported
 from edgeq.ir.graph import EdgeqError, Graph
 from edgeq.quant.pipeline import dequantize_array, quantize_feeds
 from edgeq.runtime.reference import run_graph
 from edgeq.targets import load_target
 
 DEFAULT_NPU = "ethos-u55-128"
+RULES.update({"ethos-u": (ethos_u.cost, ethos_u.peak_macs_per_cycle),
+              "systolic": (systolic.cost, systolic.peak_macs_per_cycle)})
 
 
 @dataclass(frozen=True)

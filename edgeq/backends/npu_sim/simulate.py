@@ -55,13 +55,14 @@ class Compute:
 
 
 CostRule = Callable[[Layer, Target], Compute]
+PeakRule = Callable[[Target], float]
+# architecture -> (cost rule, peak MACs per cycle): filled by the package (``__init__``), which
+# imports each architecture's module (they import ``Compute`` from here)
+RULES: dict[str, tuple[CostRule, PeakRule]] = {}
 
 
-def _rules() -> dict[str, tuple[CostRule, Callable[[Target], float]]]:
-    from edgeq.backends.npu_sim import ethos_u, systolic
-
-    return {"ethos-u": (ethos_u.cost, ethos_u.peak_macs_per_cycle),
-            "systolic": (systolic.cost, systolic.peak_macs_per_cycle)}
+def _rules() -> dict[str, tuple[CostRule, PeakRule]]:
+    return RULES
 
 
 def unsupported(graph: Graph) -> list[tuple[str, str, str]]:
