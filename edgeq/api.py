@@ -21,6 +21,7 @@ from edgeq.outdir import OutputDir
 from edgeq.ops.cost import activation_bytes, node_macs, node_param_bytes, node_params
 from edgeq.passes.fold_input_normalization import FoldInputNormalization
 from edgeq.passes.pipeline import FLOAT_PASSES, PipelineResult, run_passes
+from edgeq.profile import profile as profile  # re-exported: edgeq.api.profile
 from edgeq.quant.calibrate import CalibrationData, load_calibration
 from edgeq.quant.pipeline import check_options, is_integer, quantize_model, run_integer
 from edgeq.runtime.reference import run_batch

@@ -204,6 +204,16 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    targets = [t.strip() for t in args.target.split(",") if t.strip()]
+    x = _read_npy(args.input) if args.input else None
+    res = api.profile(args.model, targets, runs=args.runs, warmup=args.warmup, x=x)
+    print(present.format_profile(res))
+    print(f"wrote {os.path.join(args.model, 'profile.json')} and profile.trace.json "
+          f"(Perfetto / chrome://tracing)")
+    return 0
+
+
 def cmd_targets(args) -> int:
     rows = [[n, (t := load_target(n)).kind, t.architecture, t.description]
             for n in builtin_targets()]
@@ -330,6 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "sram=128KB,256KB (or any dotted key of the target file)")
     ps.add_argument("--json", action="store_true", help="the whole simulation as JSON")
     ps.set_defaults(fn=cmd_simulate)
+    pp = sub.add_parser("profile", help="per-layer time, instruction counts or simulated "
+                        "cycles of exported artifacts")
+    pp.add_argument("model", help="the folder `edgeq export` wrote")
+    pp.add_argument("--target", required=True, help="comma-separated: c (host CPU time), "
+                    "cortex-m4, cortex-m7 (QEMU instruction counts), npu-sim (simulated "
+                    "cycles)")
+    pp.add_argument("--runs", type=int, default=10, help="timed inferences (default 10)")
+    pp.add_argument("--warmup", type=int, default=2, help="untimed first inferences")
+    pp.add_argument("--input", help=".npy: the sample to profile on (default: a fixed "
+                    "pseudo-random one)")
+    pp.set_defaults(fn=cmd_profile)
     pt = sub.add_parser("targets", help="the built-in hardware descriptions")
     pt.set_defaults(fn=cmd_targets)
     pm = sub.add_parser("plan-memory", help="activation arena plan (layer by layer)")
@@ -353,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgeq: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `edgeq ... | head`: the reader is gone, nothing to report
+        return 141
     except OSError as e:  # the environment: a file the user named cannot be read or written
         if os.environ.get("EDGEQ_DEBUG"):
             raise

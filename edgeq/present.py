@@ -219,3 +219,30 @@ def format_simulation(sim: dict[str, Any]) -> str:
         lines += ["", "sweep:", format_table(rows, [*keys, "cycles", "ms", "energy uJ",
                                                      "MAC util %"])]
     return "\n".join(lines)
+
+
+def format_profile(result: dict[str, Any]) -> str:
+    """Layers x targets: each target's median (its unit) and share of its total."""
+    targets = sorted(result["targets"])
+    names: list[str] = []
+    for t in targets:
+        for r in result["targets"][t]["layers"]:
+            if r["name"] not in names:
+                names.append(r["name"])
+    by = {t: {r["name"]: r for r in result["targets"][t]["layers"]} for t in targets}
+    rows = []
+    for n in names:
+        row: list[Any] = [n]
+        for t in targets:
+            r = by[t].get(n)
+            row += [r["median"] if r else "-", f"{100 * r['share']:.1f}" if r else "-"]
+        rows.append(row)
+    head = ["layer"] + [h for t in targets for h in
+                        (f"{t} ({result['targets'][t]['unit']})", "%")]
+    lines = [format_table(rows, head)]
+    for t in targets:
+        p = result["targets"][t]
+        lines.append(f"{t}: total {p['total']['median']:,.0f} {p['unit']} (median of "
+                     f"{p['total']['runs']}, p90 {p['total']['p90']:,.0f}), {p['source']}; "
+                     f"{100 * p['coverage']:.1f}% in named layers")
+    return "\n".join(lines)

@@ -31,12 +31,15 @@ from edgeq.ops.cost import node_macs
 from edgeq.ir.graph import EdgeqError, Graph
 from edgeq.quant.pipeline import dequantize_array, quantize_feeds
 from edgeq.schedule.plan import plan_schedule
+from edgeq.targets import load_target
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNTIME_FILES = ("edgeq_rt.h", "main.c", "startup_cm.c", "mps2.ld")
 HOST_FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Wno-unused-function", "-Werror",
               "-D_POSIX_C_SOURCE=199309L", "-DEDGEQ_HOST_TIMING"]
 BOARDS = {"cortex-m4": ("mps2-an386", "cortex-m4"), "cortex-m7": ("mps2-an500", "cortex-m7")}
+BOARD_TARGETS = {"mps2-an386": "mps2-an386", "mps2-an500": "mps2-an500"}  # edgeq/targets/
+ICOUNT_SHIFT = 10  # QEMU -icount: 2**10 ns of virtual time per instruction
 ARM_FLAGS = ["-std=c99", "-O2", "-mthumb", "-mfloat-abi=soft", "-ffunction-sections",
              "-fdata-sections", "-Wall", "-Wno-unused-function"]
 FLOAT_HELPERS = ("__aeabi_f", "__aeabi_d", "__aeabi_i2f", "__aeabi_i2d", "__aeabi_l2f",
@@ -66,6 +69,41 @@ def _compile_once(cmd: list[str], out: str, what: str) -> None:
         tmp = out + f".{os.getpid()}"
         _check(cmd + ["-o", tmp], what=what, cwd=os.path.dirname(out))
         os.replace(tmp, out)
+
+
+def _profile_flags(profile: tuple[int, int] | None) -> tuple[list[str], str]:
+    """Compiler flags and executable-name suffix of a profiling build (runs, warmup)."""
+    if profile is None:
+        return [], ""
+    runs, warmup = profile
+    if runs < 1 or warmup < 0:
+        raise EdgeqError(f"--runs {runs} / --warmup {warmup}: need runs >= 1 and warmup >= 0")
+    return ["-DEDGEQ_PROFILE", f"-DEDGEQ_PROFILE_RUNS={runs}",
+            f"-DEDGEQ_PROFILE_WARMUP={warmup}"], f"-prof{runs}w{warmup}"
+
+
+def _parse_profile(out: str, runs: int, path: str, unit: str, source: str, per_unit: float
+                   ) -> dict[str, Any]:
+    """The runner's ``edgeq_profile`` lines -> counts per run and layer (in ``unit``)."""
+    with open(os.path.join(path, "model.c")) as f:
+        text = f.read()
+    start = text.index("edgeq_layer_names[EDGEQ_NUM_LAYERS] = {")
+    names = [ln.strip().rstrip(",") for ln in text[start:text.index("};", start)]
+             .splitlines()[1:]]
+    layers = [bytes(n[1:-1], "ascii").decode("unicode_escape").encode("latin-1").decode()
+              for n in names]
+    counts = [[0] * len(layers) for _ in range(runs)]
+    totals = [0] * runs
+    for line in out.splitlines():
+        p = line.split()
+        if len(p) == 4 and p[0] == "edgeq_profile":
+            counts[int(p[1])][int(p[2])] = round(int(p[3]) / per_unit)
+        elif len(p) == 3 and p[0] == "edgeq_profile_run":
+            totals[int(p[1])] = round(int(p[2]) / per_unit)
+    if not any(totals):
+        raise EdgeqError(f"the profiling build printed no counts: {out.strip()[-300:]}")
+    return {"layers": layers, "unit": unit, "source": source, "runs": counts,
+            "totals": totals}
 
 
 @dataclass(frozen=True)
@@ -135,31 +173,50 @@ class CBackend(Backend):
         os.makedirs(d, exist_ok=True)
         return d
 
-    def build(self, path: str | os.PathLike) -> str:
-        """Compile ``path`` (the exported ``c/`` folder) for the host; returns the executable."""
+    def build(self, path: str | os.PathLike, profile: tuple[int, int] | None = None) -> str:
+        """Compile ``path`` (the exported ``c/`` folder) for the host; returns the executable.
+        ``profile`` = (runs, warmup): with the per-layer hooks (``-DEDGEQ_PROFILE``)."""
         path = os.fspath(path)
         gcc = _tool("gcc", "gcc")
         d = self._build_dir(path)
-        exe = os.path.join(d, "model-host")
-        _compile_once([gcc, *HOST_FLAGS, "-I", path, os.path.join(path, "main.c"),
+        flags, suffix = _profile_flags(profile)
+        exe = os.path.join(d, "model-host" + suffix)
+        _compile_once([gcc, *HOST_FLAGS, *flags, "-I", path, os.path.join(path, "main.c"),
                        os.path.join(path, "model.c")], exe, "host gcc build")
         return exe
+
+    def profile(self, artifact: Artifact, feeds: Feeds, runs: int = 10, warmup: int = 2
+                ) -> dict[str, Any]:
+        """Per-layer counts of ``runs`` inferences on ``feeds`` (after ``warmup``), from the
+        hooks compiled in with ``-DEDGEQ_PROFILE``: ``{"layers": names in execution order,
+        "unit", "source", "runs": [[count per layer] per run], "totals": [whole run]}``. Host:
+        this thread's CPU time in ns (``clock_gettime(CLOCK_THREAD_CPUTIME_ID)``)."""
+        exe = self.build(artifact.path, profile=(runs, warmup))
+        q = quantize_feeds(artifact.graph, feeds)
+        blob = b"".join(np.ascontiguousarray(q[v.name]).tobytes() for v in artifact.graph.inputs)
+        _, out = self._execute(exe, blob, icount=True)
+        return _parse_profile(out, runs, artifact.path, *self._profile_unit())
+
+    def _profile_unit(self) -> tuple[str, str, float]:
+        """(unit, source, counts per unit) of the profile clock."""
+        return "cpu_ns", "measured", 1.0
 
     def session(self, artifact: Artifact, threads: int = 0) -> str:
         """The built executable."""
         return self.build(artifact.path)
 
-    def _command(self, exe: str, extra: list[str]) -> tuple[list[str], str]:
+    def _command(self, exe: str, extra: list[str], icount: bool = False
+                 ) -> tuple[list[str], str]:
         """The command that runs ``exe`` on input.bin into output.bin, and what to call it."""
         return [exe, "input.bin", "output.bin", *extra], "C model run"
 
-    def _execute(self, exe: str, blob: bytes, extra: list[str] | None = None
-                 ) -> tuple[bytes, str]:
+    def _execute(self, exe: str, blob: bytes, extra: list[str] | None = None,
+                 icount: bool = False) -> tuple[bytes, str]:
         """(output.bin, stdout) of one run in a fresh folder holding input.bin."""
         with tempfile.TemporaryDirectory(prefix="edgeq-run-") as d:
             with open(os.path.join(d, "input.bin"), "wb") as f:
                 f.write(blob)
-            out = _check(*self._command(exe, extra or []), cwd=d)
+            out = _check(*self._command(exe, extra or [], icount), cwd=d)
             with open(os.path.join(d, "output.bin"), "rb") as f:
                 return f.read(), out
 
@@ -210,24 +267,35 @@ class CortexMBackend(CBackend):
         self.name = cpu
         self.board, self.cpu = BOARDS[cpu]
 
-    def build(self, path: str | os.PathLike) -> str:
+    def build(self, path: str | os.PathLike, profile: tuple[int, int] | None = None) -> str:
         path = os.fspath(path)
         gcc = _tool("arm-none-eabi-gcc", "gcc-arm-none-eabi (and libnewlib-arm-none-eabi)")
         d = self._build_dir(path)
-        elf = os.path.join(d, f"model-{self.cpu}.elf")
-        _compile_once([gcc, f"-mcpu={self.cpu}", *ARM_FLAGS, "-specs=rdimon.specs",
+        flags, suffix = _profile_flags(profile)
+        elf = os.path.join(d, f"model-{self.cpu}{suffix}.elf")
+        _compile_once([gcc, f"-mcpu={self.cpu}", *ARM_FLAGS, *flags, "-specs=rdimon.specs",
                        "-nostartfiles", "-T", os.path.join(path, "mps2.ld"), "-I", path,
                        os.path.join(path, "startup_cm.c"), os.path.join(path, "main.c"),
                        os.path.join(path, "model.c"), "-Wl,--gc-sections"], elf,
                       f"arm-none-eabi-gcc build for {self.cpu}")
         return elf
 
-    def _command(self, exe: str, extra: list[str]) -> tuple[list[str], str]:
+    def _command(self, exe: str, extra: list[str], icount: bool = False
+                 ) -> tuple[list[str], str]:
         # the start-up code opens input.bin / output.bin through semihosting (QEMU's cwd)
         qemu = _tool("qemu-system-arm", "qemu-system-arm")
-        return [qemu, "-machine", self.board, "-nographic", "-monitor", "none", "-serial",
-                "none", "-semihosting-config", "enable=on,target=native", "-kernel", exe], \
-            f"QEMU {self.board} run"
+        timing = ["-icount", f"shift={ICOUNT_SHIFT},sleep=off"] if icount else []
+        return [qemu, "-machine", self.board, *timing, "-nographic", "-monitor", "none",
+                "-serial", "none", "-semihosting-config", "enable=on,target=native", "-kernel",
+                exe], f"QEMU {self.board} run"
+
+    def _profile_unit(self) -> tuple[str, str, float]:
+        """QEMU with ``-icount shift=S`` advances its virtual clock 2**S ns per instruction, and
+        SysTick counts the board's clock: ``2**S * clock_hz / 1e9`` ticks per instruction
+        (MPS2: 25 MHz, S = 10: 25.6), so counts divided by that and rounded are exact
+        instruction counts (the error of two floored tick readings is under 1/25.6)."""
+        hz = load_target(BOARD_TARGETS[self.board]).clock_hz
+        return "instructions", "instructions", (2 ** ICOUNT_SHIFT) * hz / 1e9
 
     def latency_ms(self, artifact: Artifact, feeds: Feeds) -> None:
         return None  # QEMU is not cycle-accurate: no latency figure from an emulator

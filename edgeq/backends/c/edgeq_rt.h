@@ -767,4 +767,18 @@ static void eq_layernorm(const eq_layernorm_t *p, const int8_t *x, int8_t *y, in
     }
 }
 
+/* Per-layer profiling, compiled in with -DEDGEQ_PROFILE (no code at all without it): the runner
+ * provides edgeq_profile_now() (host: this thread's CPU time in ns; Cortex-M: SysTick ticks at
+ * the core clock, 24-bit wraps counted by its interrupt; under QEMU -icount a fixed number of
+ * ticks per instruction) and edgeq_run() adds each layer's elapsed count to
+ * edgeq_profile_counts[layer] (layers in execution order: edgeq_layer_names). */
+#ifdef EDGEQ_PROFILE
+uint64_t edgeq_profile_now(void);
+#define EQ_PROF_BEGIN() (eq_prof_t0 = edgeq_profile_now())
+#define EQ_PROF_END(k) (edgeq_profile_counts[k] += edgeq_profile_now() - eq_prof_t0)
+#else
+#define EQ_PROF_BEGIN() ((void)0)
+#define EQ_PROF_END(k) ((void)0)
+#endif
+
 #endif /* EDGEQ_RT_H */

@@ -16,6 +16,61 @@ static double now_ns(void) {
 }
 #endif
 
+#ifdef EDGEQ_PROFILE
+/* The profile clock (edgeq_rt.h): runs EDGEQ_PROFILE_RUNS inferences on the last sample after
+ * EDGEQ_PROFILE_WARMUP untimed ones and prints, per run, "edgeq_profile_run R TOTAL" and one
+ * "edgeq_profile R LAYER COUNT" line per layer (counts of edgeq_profile_now()). */
+#include <stdint.h>
+#ifndef EDGEQ_PROFILE_RUNS
+#define EDGEQ_PROFILE_RUNS 1
+#endif
+#ifndef EDGEQ_PROFILE_WARMUP
+#define EDGEQ_PROFILE_WARMUP 0
+#endif
+#ifdef __arm__
+/* SysTick at the processor clock, 24 bits, its wraps counted by SysTick_Handler (startup_cm.c) */
+extern volatile uint32_t edgeq_systick_wraps;
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+static void profile_start(void) {
+    SYST_RVR = 0xFFFFFFu;
+    SYST_CVR = 0;
+    SYST_CSR = 7u; /* enable, interrupt on wrap, processor clock */
+}
+uint64_t edgeq_profile_now(void) {
+    uint32_t hi, lo;
+    do {
+        hi = edgeq_systick_wraps;
+        lo = SYST_CVR;
+    } while (hi != edgeq_systick_wraps);
+    return ((uint64_t)hi << 24) + (0xFFFFFFu - lo);
+}
+#else
+#include <time.h>
+static void profile_start(void) {}
+uint64_t edgeq_profile_now(void) { /* this thread's CPU time, ns */
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+#endif
+static void profile(void) {
+    profile_start();
+    for (long r = -EDGEQ_PROFILE_WARMUP; r < EDGEQ_PROFILE_RUNS; r++) {
+        for (int k = 0; k < EDGEQ_NUM_LAYERS; k++) edgeq_profile_counts[k] = 0;
+        uint64_t t0 = edgeq_profile_now();
+        edgeq_run();
+        uint64_t total = edgeq_profile_now() - t0;
+        if (r < 0) continue;
+        printf("edgeq_profile_run %ld %llu\n", r, (unsigned long long)total);
+        for (int k = 0; k < EDGEQ_NUM_LAYERS; k++)
+            printf("edgeq_profile %ld %d %llu\n", r, k,
+                   (unsigned long long)edgeq_profile_counts[k]);
+    }
+}
+#endif
+
 int main(int argc, char **argv) {
     const char *in = argc > 1 ? argv[1] : "input.bin";
     const char *out = argc > 2 ? argv[2] : "output.bin";
@@ -63,6 +118,9 @@ int main(int argc, char **argv) {
         }
         printf("edgeq_run_ns %.0f\n", best);
     }
+#endif
+#ifdef EDGEQ_PROFILE
+    if (samples > 0) profile();
 #endif
     printf("edgeq: %ld sample(s)\n", samples);
     return samples > 0 ? 0 : 3;

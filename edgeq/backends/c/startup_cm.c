@@ -17,9 +17,13 @@ void Reset_Handler(void) {
 
 void Fault_Handler(void) { exit(99); }
 
+/* SysTick wraps, for the profile clock of main.c (-DEDGEQ_PROFILE) */
+volatile uint32_t edgeq_systick_wraps;
+void SysTick_Handler(void) { edgeq_systick_wraps++; }
+
 void _init(void) {}
 void _fini(void) {}
 
 __attribute__((section(".isr_vector"), used)) void (*const edgeq_vectors[16])(void) = {
     (void (*)(void))&__stack_top, Reset_Handler, Fault_Handler, Fault_Handler, Fault_Handler,
-    Fault_Handler, Fault_Handler};
+    Fault_Handler, Fault_Handler, 0, 0, 0, 0, 0, 0, 0, 0, SysTick_Handler};

@@ -1,0 +1,115 @@
+"""``edgeq profile`` on the generated C library: per-layer CPU time on the host and instruction
+counts on QEMU's Cortex-M4, keyed by edgeq's node names; hooks cost nothing when off."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from edgeq import api
+from edgeq.backends import get_backend
+from edgeq.backends.c.lower import _c_string
+from tests.helpers import onnx_model, run_cli
+
+pytestmark = pytest.mark.backend
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    d = tmp_path_factory.mktemp("prof")
+    rng = np.random.default_rng(0)
+    m = onnx_model([
+        helper.make_node("Conv", ["x", "w"], ["c"], name="stem/conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name='odd "name" \\ ?'),
+        helper.make_node("Conv", ["r", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("GlobalAveragePool", ["c2"], ["p"], name="gap"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "fc"], ["y"], name="fc")],
+        {"x": (1, 8, 24, 24)}, ["y"],
+        {"w": rng.normal(size=(16, 8, 3, 3)).astype(np.float32) * 0.2,
+         "w2": rng.normal(size=(16, 16, 3, 3)).astype(np.float32) * 0.1,
+         "fc": rng.normal(size=(16, 10)).astype(np.float32) * 0.3})
+    path = d / "m.onnx"
+    path.write_bytes(m.SerializeToString())
+    np.save(d / "cal.npy", rng.normal(size=(8, 8, 24, 24)).astype(np.float32))
+    targets = "c,cortex-m4" if shutil.which("qemu-system-arm") and shutil.which(
+        "arm-none-eabi-gcc") else "c"
+    res = run_cli("export", path, "--calib", d / "cal.npy", "-o", d / "out", "--target",
+                  targets + ",npu-sim", "--eval-samples", "2")
+    assert res.returncode == 0, res.stderr
+    return d / "out", targets.split(",")
+
+
+def test_host_layers_add_up_to_the_inference_and_name_every_node(exported):
+    out, _ = exported
+    prof = api.profile(out, ["c"], runs=7, warmup=2)
+    p = prof["targets"]["c"]
+    names = [n.name for n in api.load_model(str(out / "model.eqm")).nodes]
+    assert [r["name"] for r in p["layers"]] == names  # edgeq's own names, in order
+    assert p["unit"] == "cpu_ns" and p["source"] == "measured"
+    # the same clock around the whole call: the layers are >= 95% of it and never more
+    # (measured 99.7-100%); sum of medians within 15% of the median total
+    assert 0.95 <= p["coverage"] <= 1.001, p["coverage"]
+    s = sum(r["median"] for r in p["layers"])
+    assert abs(s - p["total"]["median"]) <= 0.15 * p["total"]["median"]
+    conv = next(r for r in p["layers"] if r["name"] == "conv2")
+    assert conv["macs"] > 0 and conv["p90"] >= conv["median"] > 0 and conv["runs"] == 7
+    assert json.loads((out / "profile.json").read_text())["targets"]["c"]["layers"][0][
+        "name"] == "stem/conv"
+    trace = json.loads((out / "profile.trace.json").read_text())
+    spans = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    assert [e["name"] for e in spans] == names
+    assert all(b["ts"] == pytest.approx(a["ts"] + a["dur"], abs=1e-2)
+               for a, b in zip(spans, spans[1:]))
+
+
+def test_cortex_m4_instruction_counts_repeat_exactly(exported):
+    out, targets = exported
+    if "cortex-m4" not in targets:
+        pytest.skip("qemu-system-arm or arm-none-eabi-gcc missing (make installs them)")
+    a = api.profile(out, ["cortex-m4"], runs=2, warmup=0)["targets"]["cortex-m4"]
+    b = api.profile(out, ["cortex-m4"], runs=2, warmup=0)["targets"]["cortex-m4"]
+    assert a["unit"] == "instructions" and a["source"] == "instructions"
+    assert [r["median"] for r in a["layers"]] == [r["median"] for r in b["layers"]]
+    assert a["total"] == b["total"] and a["coverage"] >= 0.99
+    conv = {r["name"]: r["median"] for r in a["layers"]}
+    assert conv["conv2"] > conv["stem/conv"] > conv["gap"] > 0  # 2x the MACs, then a pool
+
+
+def test_npu_sim_profile_is_the_simulation(exported):
+    out, _ = exported
+    p = api.profile(out, ["npu-sim"])["targets"]["npu-sim"]
+    sim = json.loads((out / "npu_sim.json").read_text())
+    assert p["source"] == "simulated" and p["total"]["median"] == round(sim["total"]["cycles"])
+
+
+def test_hooks_cost_nothing_when_off(exported):
+    out, _ = exported
+    be = get_backend("c")
+    plain = be.build(out / "c")
+    nm = subprocess.run(["nm", plain], capture_output=True, text=True).stdout
+    assert "edgeq_profile" not in nm and "edgeq_layer_names" not in nm
+    prof = be.build(out / "c", profile=(1, 0))
+    assert "edgeq_profile_counts" in subprocess.run(["nm", prof], capture_output=True,
+                                                    text=True).stdout
+
+
+def test_layer_names_are_escaped_for_c():
+    assert _c_string('odd "name" \\ ?') == '"odd \\042name\\042 \\134 \\077"'
+
+
+def test_cli_profile_table_and_errors(exported):
+    out, _ = exported
+    res = run_cli("profile", out, "--target", "c", "--runs", "3")
+    assert res.returncode == 0, res.stderr
+    assert "c (cpu_ns)" in res.stdout and "in named layers" in res.stdout
+    res = run_cli("profile", out, "--target", "tvm")
+    assert res.returncode == 2 and "not available yet" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    res = run_cli("profile", out, "--target", "c", "--runs", "0")
+    assert res.returncode == 2 and "--runs 0" in res.stderr
