@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgeq-installed
 MODELS := build/models
 
-# Debian packages for the C backend's Cortex-M builds and QEMU runs (host gcc is assumed).
-APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+# Debian packages for the C backend's Cortex-M and aarch64 builds and their QEMU runs (host gcc
+# is assumed).
+APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm \
+            gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test models install system-deps clean coverage fuzz
@@ -15,12 +17,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # If apt-get cannot run, say so and go on: the Cortex-M tests then skip, each printing why.
 system-deps:
 	@if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null \
-	    || ! ls /usr/lib/arm-none-eabi/newlib/rdimon.specs >/dev/null 2>&1; then \
+	    || ! ls /usr/lib/arm-none-eabi/newlib/rdimon.specs >/dev/null 2>&1 \
+	    || ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null; then \
 	  echo "installing $(APT_PKGS)"; \
 	  ( $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
 	      $(APT_PKGS) >/dev/null ) || \
-	  echo "WARNING: could not install $(APT_PKGS): Cortex-M builds and QEMU runs will be skipped"; \
+	  echo "WARNING: could not install $(APT_PKGS): Cortex-M / aarch64 builds and QEMU runs will be skipped"; \
 	fi
 
 $(STAMP): pyproject.toml Makefile

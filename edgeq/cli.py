@@ -302,8 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--raw", action="store_true", help="integer models: write the integer "
                     "outputs instead of dequantized floats")
     pr.add_argument("--target", default="ref", help="ref: edgeq's interpreter (default); ort, "
-                    "tflite, tflm, tvm, c (host gcc), cortex-m4, cortex-m7 (QEMU MPS2): the "
-                    "artifact `edgeq export` wrote for that target")
+                    "tflite, tflm, tvm, c (host gcc), cortex-m4, cortex-m7 (QEMU MPS2), aarch64 "
+                    "(qemu-aarch64), npu-sim: the artifact `edgeq export` wrote for that target")
     pr.set_defaults(fn=cmd_run)
     pq = sub.add_parser("quantize", help="integer-only (dyadic) quantization with a report")
     _add_model_args(pq)
@@ -316,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--target", default="ort,tflite,tflm,tvm", help="comma-separated targets: "
                     "ort, tflite (LiteRT), tflm (TFLite Micro), tvm, ethos-u (Vela), c (C99 "
                     "library, run with the host gcc), cortex-m4, cortex-m7 (the C library on "
-                    "QEMU MPS2 boards) (default: ort,tflite,tflm,tvm)")
+                    "QEMU MPS2 boards), aarch64 (the C library for a phone's CPU, under "
+                    "qemu-aarch64), npu-sim (the NPU simulator, see --npu) (default: "
+                    "ort,tflite,tflm,tvm)")
     pe.add_argument("--allow-fallback", action="store_true", help="run nodes a target's "
                     "integer kernels lack in float where its runtime allows (TFLite: average "
                     "pooling that counts padding, per-channel constant multiplies), listed in "

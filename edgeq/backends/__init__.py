@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any, Callable
 
 from edgeq.backends.base import Artifact, Backend, Checks, Refusal
-from edgeq.backends.c import CBackend, CortexMBackend
+from edgeq.backends.c import Aarch64Backend, CBackend, CortexMBackend
 from edgeq.backends.ethos_u import EthosUBackend
 from edgeq.backends.npu_sim import NpuSimBackend
 from edgeq.backends.ort_qdq import OrtQdqBackend
@@ -24,7 +24,8 @@ def _builtins() -> dict[str, Callable[..., Backend]]:
     return {"ort": OrtQdqBackend, "tflite": TfliteBackend, "tflm": TflmBackend,
             "tvm": TvmBackend, "ethos-u": EthosUBackend, "c": CBackend,
             "cortex-m4": partial(CortexMBackend, "cortex-m4"),
-            "cortex-m7": partial(CortexMBackend, "cortex-m7"), "npu-sim": NpuSimBackend}
+            "cortex-m7": partial(CortexMBackend, "cortex-m7"), "npu-sim": NpuSimBackend,
+            "aarch64": Aarch64Backend}
 
 
 def get_backend(name: str, *, allow_fallback: bool = False, **options: Any) -> Backend:

@@ -9,7 +9,9 @@ data movement; no malloc, no float), and to run it: ``main.c`` (a file-in/file-o
 - ``c``: built with the host ``gcc`` and run (bit-exact with the integer interpreter, tested);
 - ``cortex-m4`` / ``cortex-m7``: built with ``arm-none-eabi-gcc`` and run on QEMU's
   ``mps2-an386`` / ``mps2-an500`` boards with semihosting file I/O (bit-exact, tested), sized
-  with ``arm-none-eabi-size``.
+  with ``arm-none-eabi-size``;
+- ``aarch64``: built with ``aarch64-linux-gnu-gcc`` (a phone's CPU) and run under
+  ``qemu-aarch64`` user mode (bit-exact, tested).
 """
 
 from __future__ import annotations
@@ -329,4 +331,35 @@ class CortexMBackend(CBackend):
         return res
 
 
-__all__ = ["CArtifact", "CBackend", "CortexMBackend"]
+class Aarch64Backend(CBackend):
+    """The C library cross-compiled for 64-bit Arm Linux, the CPU of a phone
+    (``aarch64-linux-gnu-gcc -O2``, statically linked), run under ``qemu-aarch64`` user mode:
+    bit-exact outputs, and per-layer counts of the emulated process's CPU time (relative
+    figures: an emulator's time is not the phone's, so no latency is reported)."""
+
+    name = "aarch64"
+
+    def build(self, path: str | os.PathLike, profile: tuple[int, int] | None = None) -> str:
+        path = os.fspath(path)
+        gcc = _tool("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu (and libc6-dev-arm64-cross)")
+        d = self._build_dir(path)
+        flags, suffix = _profile_flags(profile)
+        exe = os.path.join(d, f"model-aarch64{suffix}")
+        _compile_once([gcc, *HOST_FLAGS, *flags, "-static", "-I", path,
+                       os.path.join(path, "main.c"), os.path.join(path, "model.c")], exe,
+                      "aarch64-linux-gnu-gcc build")
+        return exe
+
+    def _command(self, exe: str, extra: list[str], icount: bool = False
+                 ) -> tuple[list[str], str]:
+        qemu = _tool("qemu-aarch64", "qemu-user")
+        return [qemu, exe, "input.bin", "output.bin", *extra], "qemu-aarch64 run"
+
+    def latency_ms(self, artifact: Artifact, feeds: Feeds) -> None:
+        return None  # emulated: no phone latency
+
+    def _profile_unit(self) -> tuple[str, str, float]:
+        return "cpu_ns", "emulated", 1.0
+
+
+__all__ = ["Aarch64Backend", "CArtifact", "CBackend", "CortexMBackend"]
