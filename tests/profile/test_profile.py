@@ -113,3 +113,48 @@ def test_cli_profile_table_and_errors(exported):
     assert len(res.stderr.strip().splitlines()) == 1
     res = run_cli("profile", out, "--target", "c", "--runs", "0")
     assert res.returncode == 2 and "--runs 0" in res.stderr
+
+
+def test_serial_path_returns_the_semihosting_counts(exported, tmp_path):
+    """The device path end to end: the UART firmware on QEMU's MPS2-AN386, its UART0 on a TCP
+    socket, read by the same serial code a board on /dev/ttyACM0 uses (pyserial)."""
+    import socket
+    import time
+
+    from edgeq.ir.graph import EdgeqError
+
+    out, targets = exported
+    if "cortex-m4" not in targets:
+        pytest.skip("qemu-system-arm or arm-none-eabi-gcc missing (make installs them)")
+    pytest.importorskip("serial", reason="pyserial is in the device extra (make installs it)")
+    be = get_backend("cortex-m4")
+    art = be.open(str(out))
+    x = {art.graph.inputs[0].name: np.load(out.parent / "cal.npy")[:1]}
+    fw = be.firmware(art, x, runs=2, warmup=0, out=str(tmp_path / "fw.elf"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    qemu = subprocess.Popen(["qemu-system-arm", "-machine", "mps2-an386", "-icount",
+                             "shift=10,sleep=off", "-nographic", "-monitor", "none", "-serial",
+                             f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", fw],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    serial_counts = None
+    try:
+        for _ in range(100):  # QEMU waits for its one client: connect once it listens
+            try:
+                serial_counts = be.read_device(art, f"serial:socket://127.0.0.1:{port}", runs=2,
+                                               timeout_s=120)
+                break
+            except EdgeqError as e:
+                if "cannot read the serial port" not in str(e):
+                    raise
+                time.sleep(0.1)
+    finally:
+        qemu.kill()
+        qemu.wait()
+    assert serial_counts is not None
+    semi = be.profile(art, x, runs=2, warmup=0)
+    assert serial_counts["layers"] == semi["layers"]
+    assert serial_counts["runs"] == semi["runs"] and serial_counts["totals"] == semi["totals"]
+    assert semi["runs"][0] == semi["runs"][1]  # every run the same inference, same count
+    assert serial_counts["source"] == "instructions (serial)"

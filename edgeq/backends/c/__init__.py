@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -71,6 +72,17 @@ def _compile_once(cmd: list[str], out: str, what: str) -> None:
         tmp = out + f".{os.getpid()}"
         _check(cmd + ["-o", tmp], what=what, cwd=os.path.dirname(out))
         os.replace(tmp, out)
+
+
+def parse_serial(device: str) -> tuple[str, int]:
+    """``serial:PORT[,BAUD]`` -> (port or pyserial URL, baud rate; 115200 by default)."""
+    kind, _, rest = device.partition(":")
+    if kind != "serial" or not rest:
+        raise EdgeqError(f"--device {device!r}: expected serial:PORT[,BAUD], e.g. "
+                         f"serial:/dev/ttyACM0,115200 or serial:socket://127.0.0.1:4444")
+    port, _, baud = rest.rpartition(",") if rest.rsplit(",", 1)[-1].isdigit() else (rest, "",
+                                                                                   "115200")
+    return port, int(baud)
 
 
 def _profile_flags(profile: tuple[int, int] | None) -> tuple[list[str], str]:
@@ -301,6 +313,65 @@ class CortexMBackend(CBackend):
 
     def latency_ms(self, artifact: Artifact, feeds: Feeds) -> None:
         return None  # QEMU is not cycle-accurate: no latency figure from an emulator
+
+    def firmware(self, artifact: Artifact, feeds: Feeds, runs: int, warmup: int,
+                 out: str) -> str:
+        """The device profiling firmware for this board: the sample compiled in, the profile
+        hooks on, the counts written to UART0 in the line protocol, no semihosting. Copied to
+        ``out`` (to flash, or to run under QEMU with ``-serial``); returns ``out``."""
+        path = os.fspath(artifact.path)
+        gcc = _tool("arm-none-eabi-gcc", "gcc-arm-none-eabi (and libnewlib-arm-none-eabi)")
+        q = quantize_feeds(artifact.graph, feeds)
+        blob = b"".join(np.ascontiguousarray(q[v.name]).tobytes() for v in artifact.graph.inputs)
+        flags, suffix = _profile_flags((runs, warmup))
+        d = os.path.join(self._build_dir(path),
+                         f"device-{hashlib.sha256(blob).hexdigest()[:12]}{suffix}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "sample.h"), "w") as f:
+            f.write("static const int8_t edgeq_sample[] = {"
+                    + ",".join(str(b) for b in np.frombuffer(blob, np.int8)) + "};\n")
+        elf = os.path.join(d, f"firmware-{self.cpu}.elf")
+        _compile_once([gcc, f"-mcpu={self.cpu}", *ARM_FLAGS, *flags, "-DEDGEQ_SAMPLE",
+                       "-DEDGEQ_PROFILE_UART", "-DEDGEQ_NO_SEMIHOSTING", "-specs=rdimon.specs",
+                       "-nostartfiles", "-T", os.path.join(path, "mps2.ld"), "-I", path,
+                       "-I", d, os.path.join(path, "startup_cm.c"),
+                       os.path.join(path, "main.c"), os.path.join(path, "model.c"),
+                       "-Wl,--gc-sections"], elf, f"arm-none-eabi-gcc firmware for {self.cpu}")
+        shutil.copyfile(elf, out)
+        return out
+
+    def read_device(self, artifact: Artifact, device: str, runs: int,
+                    timeout_s: float = 300.0) -> dict[str, Any]:
+        """Per-layer counts streamed by the firmware (``firmware``) over a serial port:
+        ``device`` is ``serial:PORT[,BAUD]`` (``/dev/ttyACM0,115200``, or a pyserial URL such as
+        ``socket://127.0.0.1:4444`` for QEMU's ``-serial tcp:...``)."""
+        port, baud = parse_serial(device)
+        try:
+            import serial  # pyserial: only the device path needs it
+        except ImportError:
+            raise EdgeqError("--device serial needs pyserial (pip install 'edgeq[device]')") \
+                from None
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        try:
+            with serial.serial_for_url(port, baudrate=baud, timeout=1) as link:
+                buf = b""
+                while time.monotonic() < deadline:
+                    buf += link.read(4096)
+                    *done, buf = buf.split(b"\n")
+                    lines += [ln.decode("ascii", "replace").strip() for ln in done]
+                    if "edgeq_profile_end" in lines:
+                        break
+        except (serial.SerialException, OSError, ValueError) as e:
+            raise EdgeqError(f"--device {device}: cannot read the serial port ({e})") from None
+        if "edgeq_profile_end" not in lines:
+            raise EdgeqError(f"--device {device}: no complete profile within {timeout_s:g} s "
+                             f"(got {len(lines)} lines); is the profiling firmware running?")
+        text = "\n".join(lines[max(i for i, ln in enumerate(lines)
+                                    if ln.startswith("edgeq_profile_begin")):])
+        unit, source, per = self._profile_unit()
+        return _parse_profile(text, runs, os.fspath(artifact.path), unit, source + " (serial)",
+                              per)
 
     def describe(self, artifact: CArtifact, checks: Checks  # type: ignore[override]
                  ) -> dict[str, Any]:

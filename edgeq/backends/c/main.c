@@ -21,6 +21,7 @@ static double now_ns(void) {
  * EDGEQ_PROFILE_WARMUP untimed ones and prints, per run, "edgeq_profile_run R TOTAL" and one
  * "edgeq_profile R LAYER COUNT" line per layer (counts of edgeq_profile_now()). */
 #include <stdint.h>
+#include <string.h>
 #ifndef EDGEQ_PROFILE_RUNS
 #define EDGEQ_PROFILE_RUNS 1
 #endif
@@ -34,8 +35,10 @@ extern volatile uint32_t edgeq_systick_wraps;
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 static void profile_start(void) {
+    SYST_CSR = 0;
     SYST_RVR = 0xFFFFFFu;
     SYST_CVR = 0;
+    edgeq_systick_wraps = 0;
     SYST_CSR = 7u; /* enable, interrupt on wrap, processor clock */
 }
 uint64_t edgeq_profile_now(void) {
@@ -55,22 +58,73 @@ uint64_t edgeq_profile_now(void) { /* this thread's CPU time, ns */
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 #endif
-static void profile(void) {
-    profile_start();
+#ifdef EDGEQ_PROFILE_UART
+/* The profile lines go out on the board's UART0 instead of semihosting stdout (the serial
+ * line protocol of docs/report.md, "profile"): the CMSDK APB UART of Arm's MPS2 boards. */
+#include <stdarg.h>
+#define UART0_DATA (*(volatile uint32_t *)0x40004000u)
+#define UART0_STATE (*(volatile uint32_t *)0x40004004u)
+#define UART0_CTRL (*(volatile uint32_t *)0x40004008u)
+#define UART0_BAUDDIV (*(volatile uint32_t *)0x40004010u)
+static void prof_printf(const char *fmt, ...) {
+    char line[96];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    for (const char *c = line; *c; c++) {
+        while (UART0_STATE & 1u) {
+        }
+        UART0_DATA = (uint32_t)(unsigned char)*c;
+    }
+}
+#else
+#define prof_printf printf
+#endif
+/* The inputs may live in the arena, where later layers overwrite them: every run starts from
+ * the sample's bytes again, so each run computes (and counts) the same inference. */
+static void load_sample(const int8_t *src) {
+    for (int i = 0; i < EDGEQ_NUM_INPUTS; i++) {
+        memcpy(edgeq_input(i), src, (size_t)edgeq_input_bytes[i]);
+        src += edgeq_input_bytes[i];
+    }
+}
+static void profile(const int8_t *sample) {
+#ifdef EDGEQ_PROFILE_UART
+    UART0_BAUDDIV = 16u;
+    UART0_CTRL = 1u; /* transmit */
+#endif
+    prof_printf("edgeq_profile_begin %d %d\n", EDGEQ_NUM_LAYERS, EDGEQ_PROFILE_RUNS);
     for (long r = -EDGEQ_PROFILE_WARMUP; r < EDGEQ_PROFILE_RUNS; r++) {
         for (int k = 0; k < EDGEQ_NUM_LAYERS; k++) edgeq_profile_counts[k] = 0;
-        uint64_t t0 = edgeq_profile_now();
+        load_sample(sample);
+        /* restarted per run: every run sees the clock (and SysTick's wrap interrupts) in the
+         * same phase, so instruction counts repeat exactly whatever was printed before */
+        profile_start();
         edgeq_run();
-        uint64_t total = edgeq_profile_now() - t0;
         if (r < 0) continue;
-        printf("edgeq_profile_run %ld %llu\n", r, (unsigned long long)total);
+        prof_printf("edgeq_profile_run %ld %llu\n", r,
+                    (unsigned long long)edgeq_profile_total);
         for (int k = 0; k < EDGEQ_NUM_LAYERS; k++)
-            printf("edgeq_profile %ld %d %llu\n", r, k,
-                   (unsigned long long)edgeq_profile_counts[k]);
+            prof_printf("edgeq_profile %ld %d %llu\n", r, k,
+                        (unsigned long long)edgeq_profile_counts[k]);
     }
+    prof_printf("edgeq_profile_end\n");
 }
 #endif
 
+#if defined(EDGEQ_PROFILE) && defined(EDGEQ_SAMPLE)
+/* Device profiling firmware: the sample is compiled in (sample.h: every input's int8 bytes in
+ * order), no file I/O; the profile goes out on the UART (EDGEQ_PROFILE_UART), then it idles. */
+#include "sample.h"
+int main(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    profile(edgeq_sample);
+    for (;;) {
+    }
+}
+#else
 int main(int argc, char **argv) {
     const char *in = argc > 1 ? argv[1] : "input.bin";
     const char *out = argc > 2 ? argv[2] : "output.bin";
@@ -85,6 +139,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     long samples = 0;
+#ifdef EDGEQ_PROFILE
+    size_t sample_bytes = 0;
+    for (int i = 0; i < EDGEQ_NUM_INPUTS; i++) sample_bytes += (size_t)edgeq_input_bytes[i];
+    int8_t *saved = malloc(sample_bytes);
+    if (!saved) return 2;
+#endif
     for (;;) {
         int i;
         for (i = 0; i < EDGEQ_NUM_INPUTS; i++) {
@@ -92,6 +152,10 @@ int main(int argc, char **argv) {
             if (fread(edgeq_input(i), 1, n, fi) != n) break;
         }
         if (i < EDGEQ_NUM_INPUTS) break;
+#ifdef EDGEQ_PROFILE
+        for (int k = 0, at = 0; k < EDGEQ_NUM_INPUTS; at += edgeq_input_bytes[k], k++)
+            memcpy(saved + at, edgeq_input(k), (size_t)edgeq_input_bytes[k]);
+#endif
         edgeq_run();
         for (i = 0; i < EDGEQ_NUM_OUTPUTS; i++) {
             size_t n = (size_t)edgeq_output_bytes[i];
@@ -120,8 +184,10 @@ int main(int argc, char **argv) {
     }
 #endif
 #ifdef EDGEQ_PROFILE
-    if (samples > 0) profile();
+    if (samples > 0) profile(saved); /* the last sample */
+    free(saved);
 #endif
     printf("edgeq: %ld sample(s)\n", samples);
     return samples > 0 ? 0 : 3;
 }
+#endif

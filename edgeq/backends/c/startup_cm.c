@@ -10,7 +10,9 @@ extern uint32_t __bss_start__, __bss_end__, __stack_top;
 
 void Reset_Handler(void) {
     memset(&__bss_start__, 0, (size_t)((char *)&__bss_end__ - (char *)&__bss_start__));
+#ifndef EDGEQ_NO_SEMIHOSTING
     initialise_monitor_handles();
+#endif
     static char *argv[] = {"edgeq", "input.bin", "output.bin", 0};
     exit(main(3, argv));
 }
