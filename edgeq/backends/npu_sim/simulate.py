@@ -7,7 +7,8 @@ memory, and its non-MAC integer operations. This module turns that into the laye
 bound and energy, the same way for every architecture:
 
 - memory cycles, per memory: ``(read + write) / bytes_per_cycle`` plus one read and one write
-  latency (the first burst; later ones are pipelined behind it);
+  latency (the first burst; later ones are pipelined behind it), unless the rule charged the
+  latencies itself (``Compute.latency_included``: Ethos-U's block transfers);
 - the layer's cycles: ``max(compute, memory cycles of each memory)`` (transfers are
   double-buffered against compute), where ``compute = max(MAC cycles, output cycles)``; the
   bound is the term that is largest;
@@ -47,6 +48,9 @@ class Compute:
     traffic: dict[str, list[float]] = field(default_factory=dict)  # memory -> [read, write]
     element_ops: int = 0                   # integer adds/compares besides the MACs
     detail: dict[str, Any] = field(default_factory=dict)  # the mapping (blocks, folds, ...)
+    # the rule already charged the memories' latencies (in its compute, block by block): the
+    # accounting then counts memory cycles as bytes / bandwidth only
+    latency_included: bool = False
 
     def move(self, memory: str, read: float = 0.0, write: float = 0.0) -> None:
         r = self.traffic.setdefault(memory, [0.0, 0.0])
@@ -96,8 +100,9 @@ def layer_report(lay: Layer, c: Compute, target: Target, peak: float, fits: bool
         read, write = c.traffic[name]
         m = target.memories[name]
         cyc = (read + write) / m.bytes_per_cycle
-        cyc += (m.read_latency_cycles if read else 0.0) + (m.write_latency_cycles if write
-                                                            else 0.0)
+        if not c.latency_included:
+            cyc += (m.read_latency_cycles if read else 0.0) + (m.write_latency_cycles if write
+                                                                else 0.0)
         mem_cycles[name] = cyc
         by_mem[name] = {"read": int(round(read)), "write": int(round(write))}
         pj = (read + write) * target.energy.pj_per_byte(m)

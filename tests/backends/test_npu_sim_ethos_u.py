@@ -1,0 +1,132 @@
+"""The Ethos-U cost model (``edgeq.backends.npu_sim.ethos_u``): its formulas on hand-made
+layers, and one comparison with Arm Vela on a tiny conv model (``backend`` tier)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgeq.backends.npu_sim import ethos_u
+from edgeq.backends.npu_sim.simulate import simulate
+from edgeq.ops.mapping import Layer
+from edgeq.targets import load_target
+
+
+def conv(cin: int, cout: int, hw: int = 16, k: int = 1, groups: int = 1) -> Layer:
+    kind = "depthwise" if groups > 1 and groups == cin else "conv"
+    macs = hw * hw * cout * (cin // groups) * k * k
+    return Layer(f"c{cin}x{cout}", "QConv", kind, (1, cin, hw, hw), None, (1, cout, hw, hw),
+                 8, 8, macs, cout * (cin // groups) * k * k + 4 * cout, (k, k), groups=groups)
+
+
+def fc(k: int, n: int) -> Layer:
+    return Layer("fc", "QGemm", "matmul", (1, k), None, (1, n), 8, 8, k * n, k * n + 4 * n)
+
+
+def simulate_layer(lay: Layer, t) -> str:
+    from edgeq.backends.npu_sim.simulate import layer_report
+
+    c = ethos_u.cost(lay, t)
+    return layer_report(lay, c, t, ethos_u.peak_macs_per_cycle(t), True)["bound"]
+
+
+def cycles(lay: Layer, npu: str = "ethos-u55-128", **over) -> float:
+    return ethos_u.cost(lay, load_target(npu, over)).mac_cycles
+
+
+def test_output_depth_that_misses_the_micro_block_wastes_its_lanes():
+    # 20 channels run on three 8-deep micro-blocks, like 24: more cycles than 20/24 of it
+    t = load_target("ethos-u55-128")
+    c20, c24 = ethos_u.cost(conv(32, 20), t), ethos_u.cost(conv(32, 24), t)
+    assert c20.mac_cycles > c24.mac_cycles * 20 / 24 * 1.02
+    assert c20.utilization < c24.utilization
+
+
+def test_depthwise_is_slower_per_mac_than_convolution():
+    dw, cv = conv(64, 64, k=3, groups=64), conv(64, 64, k=3)
+    assert cycles(dw) / dw.macs > 4 * cycles(cv) / cv.macs
+
+
+def test_more_macs_per_cycle_is_never_slower():
+    lay = conv(64, 64, k=3)
+    by_macs = [cycles(lay, **{"ethos_u.macs_per_cycle": m}) for m in (64, 128, 256, 512)]
+    assert by_macs == sorted(by_macs, reverse=True) and by_macs[0] > by_macs[-1]
+
+
+def test_a_big_fully_connected_layer_is_bound_by_its_weight_stream():
+    lay = fc(1024, 256)
+    t = load_target("ethos-u55-128")
+    c = ethos_u.cost(lay, t)
+    flash = c.traffic["flash"][0]
+    assert flash == pytest.approx(1024 * 256 * t.params["weight_compression_ratio"]
+                                  + 10 * 256, rel=0.01)
+    assert flash / t.memories["flash"].bytes_per_cycle > 3 * c.mac_cycles
+    layer = simulate_layer(lay, t)
+    assert layer == "memory:flash"
+
+
+def test_the_block_search_respects_the_shared_buffer():
+    a = ethos_u.Arch.of(load_target("ethos-u55-64"))
+    op = ethos_u.Op(ethos_u.CONV, (64, 64, 256), (64, 64, 256), (3, 3))
+    ob, ib, _ = ethos_u.block_config(a, op)
+    assert all(o % u == 0 for o, u in zip(ob, a.ublock))
+    assert ethos_u._fits(a, op, ob, ib)
+
+
+# --- against Vela ------------------------------------------------------------------------------
+def _tiny_model(path: str) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.normal(0, 0.2, (32, 8, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.2, (64, 32, 1, 1)).astype(np.float32), "w2")
+    b1 = numpy_helper.from_array(np.zeros(32, np.float32), "b1")
+    b2 = numpy_helper.from_array(np.zeros(64, np.float32), "b2")
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["y1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["y1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["y"])]
+    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 8, 24, 24])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 64, 24, 24])], [w1, b1, w2, b2])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+@pytest.mark.backend
+def test_conv_layers_within_20_percent_of_vela(tmp_path):
+    vela = os.path.join(os.path.dirname(sys.executable), "vela")
+    vela = vela if os.path.exists(vela) else shutil.which("vela")
+    if not vela:
+        pytest.skip("Arm Vela is not installed (pip install ethos-u-vela)")
+    from edgeq import api
+    from edgeq.backends.tflite import write_tflite
+
+    _tiny_model(str(tmp_path / "m.onnx"))
+    fg, _ = api.optimize(api.load(str(tmp_path / "m.onnx")))
+    cal = np.random.default_rng(1).normal(size=(8, 8, 24, 24)).astype(np.float32)
+    g = api.quantize(fg, cal, eval_samples=2, rounding="tflite").graph
+    tfl = write_tflite(g, str(tmp_path))
+    t = load_target("ethos-u55-128")
+    p = t.params
+    res = subprocess.run([vela, tfl, "--accelerator-config", p["vela_accelerator"],
+                          "--system-config", p["vela_system_config"], "--memory-mode",
+                          p["vela_memory_mode"], "--verbose-performance", "--output-dir",
+                          str(tmp_path / "out")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    with open(tmp_path / "out" / "model_per-layer.csv") as f:
+        vela_cycles = {r["Name"]: float(r["Op Cycles"]) for r in csv.DictReader(f)}
+    out_name = {n.name: n.outputs[0].name for n in g.nodes}
+    checked = 0
+    for r in simulate(g, t)["layers"]:
+        if r["kind"] != "conv":
+            continue
+        v = vela_cycles[out_name[r["name"]]]
+        assert abs(r["cycles"] / v - 1) <= 0.20, (r["name"], r["cycles"], v)
+        checked += 1
+    assert checked == 2
