@@ -11,7 +11,7 @@ APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm \
             gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test models install system-deps clean coverage fuzz
+.PHONY: demo test models install system-deps clean coverage fuzz scalesim-venv scalesim npu-bench
 
 # apt-get only when a tool is missing (a machine that has them needs no root and no network).
 # If apt-get cannot run, say so and go on: the Cortex-M tests then skip, each printing why.
@@ -59,6 +59,19 @@ coverage: $(STAMP) system-deps
 FUZZ_S ?= 600
 fuzz: $(STAMP)
 	EDGEQ_FUZZ_S=$(FUZZ_S) $(BIN)/python -m pytest -q -s tests/fuzz/test_fuzz.py
+
+# The NPU simulator against its references: Vela 5.2 (tools/bench_npu.py, in the main venv) and
+# SCALE-Sim 3 (tools/npu_scalesim.py; SCALE-Sim needs numpy < 2: it gets its own venv).
+SCALESIM_VENV := build/scalesim-venv
+scalesim-venv: $(SCALESIM_VENV)/.ok
+$(SCALESIM_VENV)/.ok:
+	$(PYTHON) -m venv $(SCALESIM_VENV)
+	$(SCALESIM_VENV)/bin/pip install --disable-pip-version-check -q 'scalesim==3.*' 'numpy<2'
+	touch $@
+scalesim: $(STAMP) scalesim-venv
+	$(BIN)/python -m tools.npu_scalesim
+npu-bench: $(STAMP)
+	$(BIN)/python -m tools.bench_npu
 
 clean:
 	rm -rf build .pytest_cache
