@@ -37,7 +37,8 @@ from edgeq.schedule.plan import plan_schedule
 from edgeq.targets import load_target
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RUNTIME_FILES = ("edgeq_rt.h", "main.c", "startup_cm.c", "mps2.ld")
+RUNTIME_FILES = ("edgeq_rt.h", "main.c", "startup_cm.c", "mps2.ld", "CMakeLists.txt",
+                 "arm-none-eabi.cmake")
 HOST_FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Wno-unused-function", "-Werror",
               "-D_POSIX_C_SOURCE=199309L", "-DEDGEQ_HOST_TIMING"]
 BOARDS = {"cortex-m4": ("mps2-an386", "cortex-m4"), "cortex-m7": ("mps2-an500", "cortex-m7")}
@@ -181,6 +182,8 @@ class CBackend(Backend):
     def _build_dir(self, path: str | os.PathLike) -> str:
         digest = hashlib.sha256()
         for name in sorted(os.listdir(path)):
+            if not os.path.isfile(os.path.join(path, name)):
+                continue  # e.g. a CMake build folder made inside c/
             with open(os.path.join(path, name), "rb") as f:
                 digest.update(name.encode() + f.read())
         d = os.path.join(tempfile.gettempdir(), f"edgeq-c-{digest.hexdigest()[:16]}")
