@@ -11,11 +11,13 @@ import numpy as np
 
 from edgeq import serialize
 from edgeq.backends import available, get_backend
+from edgeq import budgets as budget_rules
 from edgeq.backends.npu_sim import simulate as run_simulation
 from edgeq.backends.npu_sim import sweep as run_sweep
 from edgeq.export import export as export_to
 from edgeq.frontend import onnx as onnx_frontend
 from edgeq.frontend import torch as torch_frontend
+from edgeq.budgets import Budget
 from edgeq.ir.graph import EdgeqError, Graph
 from edgeq.outdir import OutputDir
 from edgeq.ops.cost import activation_bytes, node_macs, node_param_bytes, node_params
@@ -161,12 +163,16 @@ def export(graph: Graph, calib: Any, out: str | os.PathLike | OutputDir,
            keep_going: bool = False,
            calib_samples: int | None = None, progress: bool | None = None,
            deterministic_report: bool = False, npu: str | None = None,
+           budgets: Sequence[Budget] = (), baseline: dict[str, Any] | None = None,
            **quant_options) -> dict[str, Any]:
     """Quantize an optimized float graph with ``calib`` (as ``quantize`` takes it) and lower it
     to every target, each verified against the integer interpreter (``edgeq.export``). Writes
     the folder ``out`` atomically: ``model.eqm``, one artifact per target and ``report.json``
     (docs/report.md; without timings with ``deterministic_report``); returns the report.
     ``npu``: the NPU description (a built-in name or a ``.toml`` path) for ``npu-sim``.
+    ``budgets`` (``edgeq.budgets``, e.g. from ``edgeq.toml``) are checked on the finished
+    export, against ``baseline`` (an earlier report) for relative goals, and their results
+    written into the report (``budgets``); a failed budget does not stop the export.
     ``quant_options``: those of ``quantize``."""
     targets = list(targets)
     if not targets:
@@ -175,15 +181,44 @@ def export(graph: Graph, calib: Any, out: str | os.PathLike | OutputDir,
     if is_integer(graph):
         raise EdgeqError("export takes the float model (it quantizes it)")
     check_options(calib_samples=calib_samples, **quant_options)
+    budgets = list(budgets)
+    for b in budgets:
+        if b.target != "*" and b.target not in targets:
+            raise EdgeqError(f"budget {b.name}: target {b.target} is not exported (targets: "
+                             f"{', '.join(targets)})")
+    if budget_rules.needs_baseline(budgets) and baseline is None:
+        budget_rules.evaluate(budgets, {}, None)  # the error naming the budgets
     data = calib if isinstance(calib, CalibrationData) else load_calibration(
         os.fspath(calib), graph, calib_samples)
     with out as tmp:
         report = export_to(graph, data, targets, tmp, quant_options, progress=progress,
                            allow_fallback=allow_fallback, keep_going=keep_going,
                            backend_options={"npu": npu})
+        if budgets:
+            check_budgets(report, budgets, baseline, tmp)
         _write_json(os.path.join(tmp, "report.json"),
                     without_timings(report) if deterministic_report else report)
     return report
+
+
+def check_budgets(report: dict[str, Any], budgets: Sequence[Budget],
+                  baseline: dict[str, Any] | None = None, out_dir: str | None = None
+                  ) -> list[dict[str, Any]]:
+    """Evaluate ``budgets`` on ``report`` (adding ``report["budgets"]``); metrics that need a
+    profile (Cortex-M instruction counts) profile ``out_dir``'s artifacts first."""
+    budgets = list(budgets)
+    wanted = {b.target for b in budgets if b.metric in budget_rules.PROFILED}
+    if wanted and out_dir is not None:
+        names = sorted(report["targets"]) if "*" in wanted else sorted(wanted)
+        for t in names:
+            if t.startswith("cortex-m") and t in report["targets"]:
+                p = profile(out_dir, [t], runs=1, warmup=0)["targets"][t]
+                report["targets"][t]["profile"] = {"unit": p["unit"], "total": p["total"],
+                                                   "source": p["source"]}
+    results = budget_rules.evaluate(budgets, report, baseline)
+    report["budgets"] = {"results": results,
+                         "failed": [r["name"] for r in budget_rules.failed(results)]}
+    return results
 
 
 def run_exported(out_dir: str | os.PathLike, target: str, x: np.ndarray, raw: bool = False

@@ -12,14 +12,15 @@ from typing import Sequence
 
 import numpy as np
 
-from edgeq import __version__, api, present
+from edgeq import __version__, api, budgets as budget_rules, config, present
 from edgeq.ir.graph import EdgeqError
 from edgeq.ir.limits import check_activation, check_tensor
 from edgeq.passes.pipeline import PipelineResult
 from edgeq.targets import builtin_targets, load_target
 
 EXIT_USER_ERROR = 2
-EXIT_INTERNAL = 1
+EXIT_INTERNAL = 1  # also: a target was refused (export --keep-going)
+EXIT_BUDGET = 3    # a budget or regression gate failed (artifacts and reports are written)
 
 
 def _parse_shapes(items: Sequence[str] | None) -> dict[str, list[int]] | None:
@@ -156,7 +157,36 @@ def _int16(args) -> list[str] | str:
     return "auto" if args.int16 == "auto" else [n for n in (args.int16 or "").split(",") if n]
 
 
+DEFAULTS = {"observer": "minmax", "weight_bits": 8, "target_sqnr": 40.0, "max_int16": 8,
+            "weight_rounding": "gptq", "eval_samples": 32, "no_equalize": False,
+            "no_bias_correction": False, "deterministic_report": False, "force": False,
+            "target": "ort,tflite,tflm,tvm", "keep_going": False, "allow_fallback": False}
+
+
+def _settings(args) -> list:
+    """Merge ``--config`` (options given on the command line win) and the defaults; returns
+    the file's budgets."""
+    budgets: list = []
+    if getattr(args, "config", None):
+        cfg = config.load(args.config)
+        budgets = cfg.pop("budgets")
+        for key, value in cfg.items():
+            if value is not None and getattr(args, key, None) in (None, [], False):
+                setattr(args, key, value)
+    for key, value in DEFAULTS.items():
+        if hasattr(args, key) and getattr(args, key) is None:
+            setattr(args, key, value)
+    for key, flag in (("calib", "--calib"), ("output", "-o/--output")):
+        if hasattr(args, key) and getattr(args, key) is None:
+            raise EdgeqError(f"{flag} is required (on the command line or in --config)")
+    if getattr(args, "model", None) is None and getattr(args, "torch", None) is None \
+            and getattr(args, "config", None):
+        raise EdgeqError(f"{args.config}: no [model] path (or give MODEL)")
+    return budgets
+
+
 def cmd_quantize(args) -> int:
+    _settings(args)
     out = api.OutputDir(args.output, force=args.force)
     graph, _ = _load(args)
     res = api.quantize(graph, args.calib, observer=args.observer, weight_bits=args.weight_bits,
@@ -173,7 +203,9 @@ def cmd_quantize(args) -> int:
 
 
 def cmd_export(args) -> int:
+    budgets = _settings(args)
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
+    baseline = _read_report(args.baseline) if args.baseline else None
     out = api.OutputDir(args.output, force=args.force)
     graph, _ = _load(args)
     report = api.export(graph, args.calib, out, targets, allow_fallback=args.allow_fallback,
@@ -185,13 +217,84 @@ def cmd_export(args) -> int:
                         equalize=not args.no_equalize,
                         bias_correction=not args.no_bias_correction,
                         eval_samples=args.eval_samples,
-                        deterministic_report=args.deterministic_report, npu=args.npu)
+                        deterministic_report=args.deterministic_report, npu=args.npu,
+                        budgets=budgets, baseline=baseline)
     print(present.format_export(report))
     files = ["model.eqm"] + [t["artifact"] for t in report["targets"].values()] + ["report.json"]
     print(f"wrote {args.output}/: " + ", ".join(dict.fromkeys(files)))
     for t, reasons in report["refused_targets"].items():
         print(f"edgeq: refused target {t}: " + "; ".join(reasons), file=sys.stderr)
-    return 1 if report["refused_targets"] else 0
+    code = _budget_outcome(report.get("budgets", {}).get("results", []), args.junit)
+    return 1 if report["refused_targets"] else code
+
+
+def _read_report(path: str) -> dict:
+    p = os.path.join(path, "report.json") if os.path.isdir(path) else path
+    if not os.path.isfile(p):
+        raise EdgeqError(f"{path}: no report.json")
+    try:
+        with open(p) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise EdgeqError(f"{p}: not a readable report ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("targets"), dict):
+        raise EdgeqError(f"{p}: not an edgeq export report (no targets)")
+    return doc
+
+
+def _budget_outcome(results: list, junit: str | None) -> int:
+    """Print the budget lines, write the JUnit file; 3 when a budget failed, else 0."""
+    if junit:
+        write_atomic_text(junit, budget_rules.junit_xml(results))
+    bad = budget_rules.failed(results)
+    for r in results:
+        if r["ok"] is True:
+            print(f"budget ok: {r['message']}")
+    for r in bad:
+        print(f"edgeq: budget failed: {r['name']}: {r['message']}", file=sys.stderr)
+    if results:
+        print(f"budgets: {len(results) - len(bad) - sum(r['ok'] is None for r in results)} met, "
+              f"{len(bad)} failed" + (f"; JUnit in {junit}" if junit else ""))
+    return EXIT_BUDGET if bad else 0
+
+
+def write_atomic_text(path: str, text: str) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise EdgeqError(f"{path}: directory {d} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".edgeq-", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise EdgeqError(f"{path}: could not write ({e.strerror})") from None
+
+
+def cmd_check(args) -> int:
+    """Budgets (--config) and regression gates (--baseline) on an export's report.json."""
+    budgets: list = []
+    out = args.output
+    if args.config:
+        cfg = config.load(args.config)
+        budgets = cfg["budgets"]
+        out = out or cfg["output"]
+        args.junit = args.junit or cfg["junit"]
+    if out is None:
+        raise EdgeqError("check needs the export folder (OUT, or [export] output in --config)")
+    report = _read_report(out)
+    baseline = _read_report(args.baseline) if args.baseline else None
+    if baseline is not None and not budgets:
+        budgets = budget_rules.DEFAULT_GATES
+    if not budgets:
+        raise EdgeqError("nothing to check: give --config with [budgets], or --baseline")
+    results = budget_rules.evaluate(budgets, report, baseline)
+    if baseline is not None:
+        print(present.format_table(
+            [[r["name"], r.get("baseline", "-"), r["value"] if r["value"] is not None else "-",
+              "ok" if r["ok"] else "n/a" if r["ok"] is None else "FAILED"] for r in results],
+            ["budget", "baseline", "new", "status"]))
+    return _budget_outcome(results, args.junit)
 
 
 def cmd_simulate(args) -> int:
@@ -222,32 +325,36 @@ def cmd_targets(args) -> int:
 
 
 def _add_quant_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--calib", required=True, help=".npy (samples on axis 0), .npz (one array "
-                   "per input) or a folder of PNG/JPEG images")
-    p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--observer", default="minmax", help="activation range: minmax "
-                   "(default), percentile, mse, entropy")
-    p.add_argument("--weight-bits", type=int, default=8, choices=(4, 8))
+    p.add_argument("--config", metavar="edgeq.toml", help="settings and budgets from a file "
+                   "(docs/config.md); options given here override it")
+    p.add_argument("--calib", help=".npy (samples on axis 0), .npz (one array per input) or a "
+                   "folder of PNG/JPEG images (required, here or in --config)")
+    p.add_argument("-o", "--output", help="output folder (required, here or in --config)")
+    p.add_argument("--observer", help="activation range: minmax (default), percentile, mse, "
+                   "entropy")
+    p.add_argument("--weight-bits", type=int, choices=(4, 8), help="8 (default) or 4")
     p.add_argument("--int16", metavar="VALUES|auto", help="comma-separated value names to "
                    "keep in int16 (see the report's layer names), or 'auto': the fewest that "
                    "reach --target-sqnr")
-    p.add_argument("--target-sqnr", type=float, default=40.0, help="dB, for --int16 auto")
-    p.add_argument("--max-int16", type=int, default=8, help="at most this many int16 values "
-                   "with --int16 auto")
+    p.add_argument("--target-sqnr", type=float, help="dB, for --int16 auto (default 40)")
+    p.add_argument("--max-int16", type=int, help="at most this many int16 values with --int16 "
+                   "auto (default 8)")
     p.add_argument("--rounding", choices=("edgeq", "tflite"),
                    help="requantization rule (docs/numerics.md): edgeq (default), or tflite "
                    "(TFLite's arithmetic; export picks it when a TFLite target is asked for)")
-    p.add_argument("--weight-rounding", default="gptq", choices=("gptq", "nearest"),
+    p.add_argument("--weight-rounding", choices=("gptq", "nearest"),
                    help="gptq (default): error-compensated rounding using calibration data; "
                    "nearest: plain rounding")
     p.add_argument("--calib-samples", type=int, help="use the first N samples (error if fewer)")
-    p.add_argument("--eval-samples", type=int, default=32, help="samples for the SQNR report")
-    p.add_argument("--no-equalize", action="store_true", help="skip cross-layer equalization")
-    p.add_argument("--no-bias-correction", action="store_true")
-    p.add_argument("--deterministic-report", action="store_true",
+    p.add_argument("--eval-samples", type=int, help="samples for the SQNR report (default 32)")
+    p.add_argument("--no-equalize", action="store_true", default=None,
+                   help="skip cross-layer equalization")
+    p.add_argument("--no-bias-correction", action="store_true", default=None)
+    p.add_argument("--deterministic-report", action="store_true", default=None,
                    help="leave timings out of report.json (byte-identical reruns)")
-    p.add_argument("--force", action="store_true", help="replace the output folder even if it "
-                   "is not an earlier edgeq output (everything in it is deleted)")
+    p.add_argument("--force", action="store_true", default=None, help="replace the output "
+                   "folder even if it is not an earlier edgeq output (everything in it is "
+                   "deleted)")
 
 
 def _bytes(text: str) -> int:
@@ -313,20 +420,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "verified against the integer interpreter")
     _add_model_args(pe)
     _add_quant_args(pe)
-    pe.add_argument("--target", default="ort,tflite,tflm,tvm", help="comma-separated targets: "
+    pe.add_argument("--target", help="comma-separated targets: "
                     "ort, tflite (LiteRT), tflm (TFLite Micro), tvm, ethos-u (Vela), c (C99 "
                     "library, run with the host gcc), cortex-m4, cortex-m7 (the C library on "
                     "QEMU MPS2 boards), aarch64 (the C library for a phone's CPU, under "
                     "qemu-aarch64), npu-sim (the NPU simulator, see --npu) (default: "
                     "ort,tflite,tflm,tvm)")
-    pe.add_argument("--allow-fallback", action="store_true", help="run nodes a target's "
+    pe.add_argument("--allow-fallback", action="store_true", default=None, help="run nodes a "
+                    "target's "
                     "integer kernels lack in float where its runtime allows (TFLite: average "
                     "pooling that counts padding, per-channel constant multiplies), listed in "
                     "the report, instead of refusing the export")
-    pe.add_argument("--keep-going", action="store_true", help="export every target that takes "
+    pe.add_argument("--keep-going", action="store_true", default=None, help="export every "
+                    "target that takes "
                     "the model, list the refused ones with their reasons in the report, and "
                     "exit with code 1 (without it, any refusal stops the export before "
                     "calibration)")
+    pe.add_argument("--junit", metavar="FILE", help="write the budgets as JUnit test cases")
+    pe.add_argument("--baseline", metavar="OLD/report.json", help="an earlier report, for "
+                    "relative budgets (max-degradation, ...)")
     pe.add_argument("--npu", metavar="NAME|FILE.toml", help="the NPU --target npu-sim "
                     "simulates: a built-in description (edgeq targets) or your own .toml "
                     "(default ethos-u55-128)")
@@ -353,6 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--input", help=".npy: the sample to profile on (default: a fixed "
                     "pseudo-random one)")
     pp.set_defaults(fn=cmd_profile)
+    pc = sub.add_parser("check", help="budgets (--config) and regression gates (--baseline) "
+                        "on an export's report; exit 3 when one fails")
+    pc.add_argument("output", nargs="?", metavar="OUT", help="the folder `edgeq export` wrote")
+    pc.add_argument("--config", metavar="edgeq.toml", help="the budgets to check")
+    pc.add_argument("--baseline", metavar="OLD/report.json", help="an earlier export: without "
+                    "--config, gates latency +10%%, SQNR -0.5 dB, arena and size not larger")
+    pc.add_argument("--junit", metavar="FILE", help="write the results as JUnit test cases")
+    pc.set_defaults(fn=cmd_check)
     pt = sub.add_parser("targets", help="the built-in hardware descriptions")
     pt.set_defaults(fn=cmd_targets)
     pm = sub.add_parser("plan-memory", help="activation arena plan (layer by layer)")
