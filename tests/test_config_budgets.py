@@ -241,3 +241,16 @@ def test_check_baseline_gates_regressions(project):
     assert "c.max_arena_kb" in res.stderr and "c.min_sqnr_db" in res.stderr
     assert "FAILED" in res.stdout and "baseline" in res.stdout
     assert ET.parse(project / "gates.xml").getroot().get("failures") == "2"
+
+
+def test_the_ci_examples_parse_and_run_the_tested_commands():
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = config.load(os.path.join(root, "examples", "ci", "edgeq.toml"))
+    assert {b.name for b in cfg["budgets"]} >= {"tflite.max_lsb", "cortex-m4.max_instructions",
+                                                "npu-sim.max_energy_uj"}
+    for name in ("github-actions.yml", "gitlab-ci.yml"):
+        text = open(os.path.join(root, "examples", "ci", name)).read()
+        assert "edgeq export --config examples/ci/edgeq.toml" in text
+        assert "edgeq check build/edgeq --baseline baseline/report.json --junit" in text
