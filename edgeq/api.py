@@ -141,7 +141,32 @@ def without_timings(report: Any) -> Any:
     return report
 
 
+SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "report.schema.json")
+
+
+def validate_report(report: dict[str, Any]) -> None:
+    """Check ``report`` against the published schema (docs/report.schema.json; needs the
+    ``jsonschema`` package, in the dev extra). The test suite sets ``EDGEQ_VALIDATE_REPORTS``
+    so every report it writes is checked."""
+    import jsonschema  # only for validation: not a runtime dependency
+
+    with open(SCHEMA) as f:
+        schema = json.load(f)
+    kind = "export" if "targets" in report else "quantization"  # the schema's two shapes
+    schema = dict(schema, oneOf=[{"$ref": f"#/$defs/{kind}"}])
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(report),
+                    key=lambda e: list(e.absolute_path))
+    errors = [c for e in errors for c in (e.context or [e])] or errors
+    if errors:
+        e = errors[0]
+        where = "/".join(map(str, e.absolute_path)) or "(top level)"
+        raise AssertionError(f"report.json does not match docs/report.schema.json at {where}: "
+                             f"{e.message[:300]}")
+
+
 def _write_json(path: str, report: dict[str, Any]) -> None:
+    if os.environ.get("EDGEQ_VALIDATE_REPORTS"):
+        validate_report(report)
     with open(path, "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
         f.write("\n")

@@ -12,6 +12,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+# Every report.json the suite writes (in this process and in the CLI subprocesses it starts)
+# is checked against docs/report.schema.json (edgeq.api.validate_report).
+os.environ["EDGEQ_VALIDATE_REPORTS"] = "1"
+
 
 # CPU features that change int8 and float kernels in the runtimes edgeq is checked against
 # (ONNX Runtime's int8 GEMM saturates without VNNI; BLAS picks a kernel per CPU).
