@@ -8,7 +8,7 @@ MODELS := build/models
 # Debian packages for the C backend's Cortex-M and aarch64 builds and their QEMU runs (host gcc
 # is assumed).
 APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm \
-            gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user cmake
+            gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user cmake chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test models install system-deps clean coverage fuzz scalesim-venv scalesim npu-bench
@@ -19,7 +19,7 @@ system-deps:
 	@if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null \
 	    || ! ls /usr/lib/arm-none-eabi/newlib/rdimon.specs >/dev/null 2>&1 \
 	    || ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null \
-	    || ! command -v cmake >/dev/null; then \
+	    || ! command -v cmake >/dev/null || ! command -v chromium >/dev/null; then \
 	  echo "installing $(APT_PKGS)"; \
 	  ( $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \

@@ -25,6 +25,7 @@ from edgeq.passes.fold_input_normalization import FoldInputNormalization
 from edgeq.passes.pipeline import FLOAT_PASSES, PipelineResult, run_passes
 from edgeq.profile import profile as profile  # re-exported: edgeq.api.profile
 from edgeq.quant.calibrate import CalibrationData, load_calibration
+from edgeq.report_html import write_html
 from edgeq.quant.pipeline import check_options, is_integer, quantize_model, run_integer
 from edgeq.runtime.reference import run_batch
 from edgeq.schedule.plan import Schedule, plan_schedule
@@ -223,6 +224,7 @@ def export(graph: Graph, calib: Any, out: str | os.PathLike | OutputDir,
             check_budgets(report, budgets, baseline, tmp)
         _write_json(os.path.join(tmp, "report.json"),
                     without_timings(report) if deterministic_report else report)
+        write_html(tmp)
     return report
 
 

@@ -220,7 +220,8 @@ def cmd_export(args) -> int:
                         deterministic_report=args.deterministic_report, npu=args.npu,
                         budgets=budgets, baseline=baseline)
     print(present.format_export(report))
-    files = ["model.eqm"] + [t["artifact"] for t in report["targets"].values()] + ["report.json"]
+    files = ["model.eqm"] + [t["artifact"] for t in report["targets"].values()] + [
+        "report.json", "report.html"]
     print(f"wrote {args.output}/: " + ", ".join(dict.fromkeys(files)))
     for t, reasons in report["refused_targets"].items():
         print(f"edgeq: refused target {t}: " + "; ".join(reasons), file=sys.stderr)

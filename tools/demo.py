@@ -20,6 +20,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--models", default="build/models")
     p.add_argument("--model", default="mobilenet_v2")
+    p.add_argument("--out", default="build/demo", help="the export folder (report.html in it)")
     a = p.parse_args(argv)
     import onnxruntime as ort
 
@@ -49,23 +50,27 @@ def main(argv=None) -> int:
           f"top-1 agreement {float((ours.argmax(1) == theirs.argmax(1)).mean()):.0%}; "
           f"compile {compile_s:.2f} s")
     import shutil
-    import tempfile
 
+    from edgeq import api
     from edgeq.backends import available
-    from edgeq.export import export
     from edgeq.quant.calibrate import CalibrationData
 
     targets = available()
     if not all(shutil.which(t) for t in ("arm-none-eabi-gcc", "qemu-system-arm")):
         targets = [t for t in targets if not t.startswith("cortex-m")]
         print("cortex-m4/m7 left out: arm-none-eabi-gcc or qemu-system-arm is not installed")
+    if not all(shutil.which(t) for t in ("aarch64-linux-gnu-gcc", "qemu-aarch64")):
+        targets = [t for t in targets if t != "aarch64"]
+        print("aarch64 left out: aarch64-linux-gnu-gcc or qemu-aarch64 is not installed")
     calib = CalibrationData(graph, arrays={"input": data.photo_crops(64, size, seed=1)})
-    with tempfile.TemporaryDirectory() as out:
-        report = export(graph, calib, targets, out, progress=False)
-        print("\nquantized (all int8), calibrated on 48 photo crops:")
-        print(present.format_report(report["quantization"]))
-        print(f"\nexported to {', '.join(targets)} (16 held-out crops):")
-        print(present.format_export(report))
+    out = os.path.join(a.out, a.model)
+    os.makedirs(a.out, exist_ok=True)
+    report = api.export(graph, calib, out, targets, progress=False)
+    print("\nquantized (all int8), calibrated on 48 photo crops:")
+    print(present.format_report(report["quantization"]))
+    print(f"\nexported to {', '.join(targets)} (16 held-out crops):")
+    print(present.format_export(report))
+    print(f"\nreport: {os.path.join(out, 'report.html')} (and report.json, the artifacts)")
     return 0 if rel < 1e-4 else 1
 
 
