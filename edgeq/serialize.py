@@ -19,12 +19,16 @@ import os
 import tokenize
 import zipfile
 import zlib
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 import numpy as np
 
-from edgeq.ir.graph import DType, EdgeqError, Graph, Node, QParams, TensorType, Value, contiguous
-from edgeq.ir.limits import max_tensor_bytes
+from edgeq import ops
+from edgeq.ir.graph import (DType, EdgeqError, Graph, Node, QParams, TensorType, Value,
+                            contiguous, topo_sort)
+from edgeq.ir.limits import check_activation, max_tensor_bytes
+from edgeq.ir.verify import VerifyError, verify
+from edgeq.ops.validate import INT64, is_int, is_num, KIND_NAMES, shown, check_node
 
 FORMAT, VERSION = "edgeq-model", 1
 EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -121,13 +125,72 @@ def save(graph: Graph, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+MAX_GRAPH_JSON_BYTES = 64 << 20  # graph.json holds names and small attributes, never weights
+TOTAL_TENSORS_FACTOR = 4  # all tensors of one model: at most 4x EDGEQ_MAX_TENSOR_BYTES
+
+
+MAX_NPY_HEADER_BYTES = 1 << 16
+# what a damaged archive raises while it is opened or a member read: bad headers and CRCs,
+# bad deflate data, a short file, unknown compression methods, encryption flags
+_ZIP_ERRORS = (zipfile.BadZipFile, KeyError, OSError, zlib.error, EOFError, NotImplementedError,
+               RuntimeError, ValueError)
+
+
+def read_npy_header(f: IO[bytes], size: int, what: str) -> tuple[tuple[int, ...], bool,
+                                                                  np.dtype]:
+    """Parse the ``.npy`` header at the start of ``f`` (a stream of ``size`` bytes): its
+    length is checked before it is read, object dtypes are refused (never unpickled), and the
+    header's shape x itemsize must fill the rest of the ``size`` bytes exactly, so nothing of a
+    size only the header claims is ever allocated. ``what`` names the array in errors."""
+    head = f.read(8)
+    if len(head) < 8 or head[:6] != b"\x93NUMPY":
+        raise EdgeqError(f"{what}: not an .npy array (bad magic)")
+    major = head[6]
+    if major not in (1, 2, 3):
+        raise EdgeqError(f"{what}: .npy format version {major}.{head[7]} is not supported")
+    width = 2 if major == 1 else 4
+    field = f.read(width)
+    if len(field) < width:
+        raise EdgeqError(f"{what}: .npy header is truncated")
+    length = int.from_bytes(field, "little")
+    if length > min(MAX_NPY_HEADER_BYTES, size):
+        raise EdgeqError(f"{what}: .npy header declares {length} bytes")
+    text = f.read(length)
+    if len(text) < length:
+        raise EdgeqError(f"{what}: .npy header is truncated")
+    buf = io.BytesIO(head + field + text)
+    np.lib.format.read_magic(buf)
+    read = np.lib.format.read_array_header_1_0 if major == 1 else \
+        np.lib.format.read_array_header_2_0
+    try:
+        shape, fortran, dtype = read(buf)
+    except (ValueError, SyntaxError, TypeError, tokenize.TokenError) as e:
+        raise EdgeqError(f"{what}: garbled .npy header ({type(e).__name__}: {e})") from None
+    if dtype.hasobject:
+        raise EdgeqError(f"{what} holds Python objects (never unpickled)")
+    need = math.prod(shape) * dtype.itemsize
+    if need + buf.tell() != size:
+        raise EdgeqError(f"{what}: header declares shape {list(shape)} of {dtype} ({need} "
+                         f"bytes) but {size - buf.tell()} bytes follow it")
+    return shape, fortran, dtype
+
+
 def _member_reader(z: zipfile.ZipFile, where: str) -> Callable[[str], np.ndarray]:
     """Reads one referenced ``.npy`` member, after checking its header against its declared
     (uncompressed) size and the cap: a member is never read whole on trust, an unreferenced
-    one is never read at all."""
+    one is never read at all, a referenced one is read once (a second reference is refused, as
+    the writer never makes one) and the members read together stay below a total cap."""
     cap = max_tensor_bytes()
+    total_cap = TOTAL_TENSORS_FACTOR * cap
+    seen: set[str] = set()
+    total = [0]
 
-    def read(p: str) -> np.ndarray:
+    def read(p: Any) -> np.ndarray:
+        if not isinstance(p, str) or not p.startswith("tensors/"):
+            raise EdgeqError(f"{where}: tensor reference {p!r} is not a tensors/ member")
+        if p in seen:
+            raise EdgeqError(f"{where}: tensor {p} is referenced twice")
+        seen.add(p)
         try:
             info = z.getinfo(p)
         except KeyError:
@@ -135,50 +198,59 @@ def _member_reader(z: zipfile.ZipFile, where: str) -> Callable[[str], np.ndarray
         if info.file_size > cap:
             raise EdgeqError(f"{where}: tensor {p} declares {info.file_size} bytes, above the "
                              f"limit of {cap} (EDGEQ_MAX_TENSOR_BYTES)")
-        with z.open(info) as f:
-            version = np.lib.format.read_magic(f)
-            header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
-                      np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = header(f)
-            if dtype.hasobject:
-                raise EdgeqError(f"{where}: tensor {p} holds Python objects (never unpickled)")
-            need = math.prod(shape) * dtype.itemsize
-            if need + f.tell() != info.file_size:
-                raise EdgeqError(f"{where}: tensor {p} declares shape {list(shape)} of {dtype} "
-                                 f"({need} bytes) in a member of {info.file_size} bytes")
-            data = f.read(need)
-        if len(data) != need:
-            raise EdgeqError(f"{where}: tensor {p} is truncated")
-        return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C").copy()
+        total[0] += info.file_size
+        if total[0] > total_cap:
+            raise EdgeqError(f"{where}: the tensors declare more than {total_cap} bytes together "
+                             f"({TOTAL_TENSORS_FACTOR} x EDGEQ_MAX_TENSOR_BYTES)")
+        try:
+            with z.open(info) as f:
+                shape, fortran, dtype = read_npy_header(f, info.file_size,
+                                                        f"{where}: tensor {p}")
+                if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype:
+                    raise EdgeqError(f"{where}: tensor {p} has element type {dtype}, not a "
+                                     f"number")
+                need = math.prod(shape) * dtype.itemsize
+                data = f.read(need)
+                if len(data) != need or f.read(1):  # reading to the end checks the CRC
+                    raise EdgeqError(f"{where}: tensor {p} is truncated")
+        except _ZIP_ERRORS as e:
+            raise EdgeqError(f"{where}: tensor {p} cannot be read ({type(e).__name__}: {e})"
+                             ) from None
+        a = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+        return np.array(a, dtype.newbyteorder("="), order="C")  # a C-ordered native copy
     return read
 
 
 def load(path: str | os.PathLike) -> Graph:
+    """Read a model file, checking everything it says before trusting it (docs/format.md,
+    "Reading untrusted files"): every problem is one ``EdgeqError`` naming the file and the
+    value, node or tensor."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise EdgeqError(f"{path}: no such file")
     try:
-        with zipfile.ZipFile(path) as z:
-            info = z.getinfo("graph.json")
-            if info.file_size > max_tensor_bytes():
-                raise EdgeqError(f"{path}: graph.json declares {info.file_size} bytes, above "
-                                 f"the limit (EDGEQ_MAX_TENSOR_BYTES)")
-            doc = json.loads(z.read(info))
-            return from_doc(doc, _member_reader(z, path), path)
-    except EdgeqError:
-        raise
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError, zlib.error,
-            EOFError, UnicodeDecodeError, NotImplementedError, RuntimeError,
-            tokenize.TokenError, SyntaxError) as e:  # damaged zip headers, .npy headers
+        z = zipfile.ZipFile(path)
+    except _ZIP_ERRORS as e:
         raise EdgeqError(f"{path}: not an edgeq model file ({type(e).__name__}: {e})") from None
-    except (TypeError, ValueError, AttributeError, IndexError) as e:
-        raise EdgeqError(f"{path}: malformed edgeq model ({type(e).__name__}: {e})") from None
+    with z:
+        try:
+            info = z.getinfo("graph.json")
+            if info.file_size > min(MAX_GRAPH_JSON_BYTES, max_tensor_bytes()):
+                raise EdgeqError(f"{path}: graph.json declares {info.file_size} bytes, above "
+                                 f"the limit of {MAX_GRAPH_JSON_BYTES}")
+            doc = json.loads(z.read(info))
+        except _ZIP_ERRORS as e:  # also graph.json's text: JSON and UTF-8 errors are ValueErrors
+            raise EdgeqError(f"{path}: graph.json cannot be read ({type(e).__name__}: {e})"
+                             ) from None
+        return from_doc(doc, _member_reader(z, path), path)
 
 
-def from_doc(doc: dict, tensors: dict[str, bytes] | Callable[[str], np.ndarray],
+def from_doc(doc: Any, tensors: dict[str, bytes] | Callable[[str], np.ndarray],
              where: str = "model") -> Graph:
     """The graph of a parsed graph.json; ``tensors`` maps member paths to ``.npy`` bytes, or
-    reads a member (``load``'s size-checked reader)."""
+    reads a member (``load``'s size-checked reader). The document is checked field by field
+    (``_Schema``), then every node against its op (``check_node``), then the whole graph by
+    the IR verifier; each refusal is one ``EdgeqError`` naming what is wrong."""
     if not isinstance(doc, dict):
         raise EdgeqError(f"{where}: graph.json is a {type(doc).__name__}, expected an object")
     if doc.get("format") != FORMAT:
@@ -187,47 +259,197 @@ def from_doc(doc: dict, tensors: dict[str, bytes] | Callable[[str], np.ndarray],
         raise EdgeqError(f"{where}: format version {doc.get('version')} is not supported by this "
                          f"edgeq (it reads version {VERSION})")
 
-    def arr(p: str) -> np.ndarray:
+    def arr(p: Any) -> np.ndarray:
         if callable(tensors):
             return tensors(p)
-        if p not in tensors:
+        if not isinstance(p, str) or p not in tensors:
             raise EdgeqError(f"{where}: missing tensor {p}")
         return np.lib.format.read_array(io.BytesIO(tensors[p]), allow_pickle=False)
 
-    def attr(a: Any) -> Any:
-        if isinstance(a, dict):
-            if "tensor" in a:
-                return arr(a["tensor"])
-            if "float" in a:
-                return float(a["float"])
-        if isinstance(a, list):
-            return [attr(x) for x in a]
+    g = _Schema(where, arr).graph(doc)
+    for node in g.nodes:
+        check_node(node, f"{where}: {node.op} '{node.name}'")
+    check_graph(g, where)
+    return g
+
+
+# --- the schema of graph.json -------------------------------------------------------------------
+
+class _Schema:
+    """Builds the graph of a graph.json, refusing any field of the wrong type or value."""
+
+    def __init__(self, where: str, arr: Callable[[Any], np.ndarray]):
+        self.where, self.arr = where, arr
+
+    def fail(self, what: str) -> EdgeqError:
+        return EdgeqError(f"{self.where}: {what}")
+
+    def field(self, d: dict, key: str, kind: type, what: str) -> Any:
+        if key not in d:
+            raise self.fail(f"{what} has no '{key}'")
+        a = d[key]
+        if not isinstance(a, kind):
+            raise self.fail(f"{what}: '{key}' is {shown(a)}, expected "
+                            f"{KIND_NAMES.get(kind.__name__, kind.__name__)}")
         return a
 
-    g = Graph(doc["name"])
-    g.metadata = dict(doc.get("metadata", {}))
-    vals: dict[str, Value] = {}
-    for d in doc["values"]:
-        qp = d.get("qparams")
-        const = arr(d["const"]) if "const" in d else None
-        if const is not None and tuple(const.shape) != tuple(d["shape"]):
-            raise EdgeqError(f"{where}: value '{d['name']}' is declared {list(d['shape'])} but "
-                             f"its tensor {d['const']} is {list(const.shape)}")
-        v = Value(d["name"], TensorType(DType(d["dtype"]), tuple(d["shape"])), const,
-                  None if qp is None else QParams(tuple(qp["scale"]), tuple(qp["zero_point"]),
-                                                  qp["axis"]))
-        vals[v.name] = v
-        g.values[v.name] = v
-    g.inputs = [vals[n] for n in doc["inputs"]]
-    for nd in doc["nodes"]:
-        node = Node(nd["op"], nd["name"], [None if n is None else vals[n] for n in nd["inputs"]],
-                    [vals[n] for n in nd["outputs"]], {k: attr(a) for k, a in
-                                                       nd["attrs"].items()})
+    def names(self, d: dict, key: str, what: str, allow_null: bool = False) -> list:
+        lst = self.field(d, key, list, what)
+        for x in lst:
+            if not (isinstance(x, str) and x) and not (allow_null and x is None):
+                raise self.fail(f"{what}: '{key}' holds {shown(x)}, expected value names")
+        return lst
+
+    def graph(self, doc: dict) -> Graph:
+        name = self.field(doc, "name", str, "graph.json")
+        metadata = doc.get("metadata", {})
+        if not isinstance(metadata, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise self.fail("graph.json: 'metadata' must map strings to strings")
+        g = Graph(name)
+        g.metadata = dict(metadata)
+        for d in self.field(doc, "values", list, "graph.json"):
+            v = self.value(d)
+            if v.name in g.values:
+                raise self.fail(f"value '{v.name}' is declared twice")
+            g.values[v.name] = v
+        nodes = self.field(doc, "nodes", list, "graph.json")
+
+        def get(n: str, what: str) -> Value:
+            if n not in g.values:
+                raise self.fail(f"{what} names '{n}', which is not a declared value")
+            return g.values[n]
+        inputs = self.names(doc, "inputs", "graph.json")
+        if len(set(inputs)) != len(inputs):
+            raise self.fail("graph.json: a graph input is listed twice")
+        g.inputs = [get(n, "graph input") for n in inputs]
+        for nd in nodes:
+            g.nodes.append(self.node(nd, get))
+        g.outputs = [get(n, "graph output") for n in self.names(doc, "outputs", "graph.json")]
+        return g
+
+    def value(self, d: Any) -> Value:
+        if not isinstance(d, dict):
+            raise self.fail(f"a value is {shown(d)}, expected an object")
+        name = self.field(d, "name", str, "a value")
+        what = f"value '{name}'"
+        if not name:
+            raise self.fail("a value has an empty name")
+        dtype = self.dtype(self.field(d, "dtype", str, what), what)
+        shape = self.field(d, "shape", list, what)
+        if not all(is_int(s) for s in shape):
+            raise self.fail(f"{what}: shape {shown(shape)} is not a list of integers")
+        if any(s < 1 for s in shape):
+            raise self.fail(f"{what}: shape {shape} has a dimension below 1")
+        check_activation(shape, dtype.itemsize, what)
+        qp = self.qparams(d["qparams"], dtype, tuple(shape), what) if d.get("qparams") is not None \
+            else None
+        const = None
+        if "const" in d:
+            const = self.arr(d["const"])
+            if tuple(const.shape) != tuple(shape):
+                raise self.fail(f"{what} is declared {list(shape)} but its tensor {d['const']} is "
+                                f"{list(const.shape)}")
+            if const.dtype != dtype.numpy:
+                raise self.fail(f"{what} is declared {dtype.value} but its tensor {d['const']} "
+                                f"holds {const.dtype}")
+        return Value(name, TensorType(dtype, tuple(shape)), const, qp)
+
+    def dtype(self, text: str, what: str) -> DType:
+        try:
+            return DType(text)
+        except ValueError:
+            raise self.fail(f"{what}: unknown dtype {text!r} (one of "
+                            f"{', '.join(d.value for d in DType)})") from None
+
+    def qparams(self, qp: Any, dtype: DType, shape: tuple[int, ...], what: str) -> QParams:
+        what = f"{what}: qparams"
+        if not isinstance(qp, dict):
+            raise self.fail(f"{what} is {shown(qp)}, expected an object")
+        scale = self.field(qp, "scale", list, what)
+        zp = self.field(qp, "zero_point", list, what)
+        axis = qp.get("axis")
+        if not scale:
+            raise self.fail(f"{what}: empty scale")
+        if not all(is_num(s) and math.isfinite(s) and s > 0 for s in scale):
+            raise self.fail(f"{what}: scale {shown(scale)} must hold finite numbers above 0")
+        if len(zp) != len(scale) or not all(is_int(z) for z in zp):
+            raise self.fail(f"{what}: zero_point {shown(zp)} must hold {len(scale)} integer(s), "
+                            f"one per scale")
+        if dtype.numpy.kind in "iu":
+            info = np.iinfo(dtype.numpy)
+            if any(not info.min <= z <= info.max for z in zp):
+                raise self.fail(f"{what}: zero_point {zp} is outside the {dtype.value} range")
+        if axis is not None and not (is_int(axis) and 0 <= axis < len(shape)):
+            raise self.fail(f"{what}: axis {shown(axis)} is not an axis of shape {list(shape)}")
+        if len(scale) > 1:  # per channel: one scale per index of an axis (ConvTranspose
+            # weights keep axis 0 but hold one scale per output channel, their axis 1)
+            if axis is None or len(scale) not in set(shape) | {math.prod(shape)}:
+                raise self.fail(f"{what}: {len(scale)} scales do not match axis {axis} of shape "
+                                f"{list(shape)}")
+        return QParams(tuple(float(s) for s in scale), tuple(zp), axis)
+
+    def attr(self, a: Any, what: str) -> Any:
+        if isinstance(a, dict):
+            if set(a) == {"tensor"}:
+                return self.arr(a["tensor"])
+            if set(a) == {"float"} and a["float"] in ("inf", "-inf", "nan"):
+                return float(a["float"])
+            raise self.fail(f"{what} is {shown(a)}, not an attribute value")
+        if isinstance(a, list):
+            return [self.attr(x, what) for x in a]
+        if is_int(a) and not INT64[0] <= a <= INT64[1]:
+            raise self.fail(f"{what} = {a} does not fit 64 bits")
+        return a
+
+    def node(self, nd: Any, get: Callable[[str, str], Value]) -> Node:
+        if not isinstance(nd, dict):
+            raise self.fail(f"a node is {shown(nd)}, expected an object")
+        name = self.field(nd, "name", str, "a node")
+        op = self.field(nd, "op", str, f"node '{name}'")
+        what = f"{op} '{name}'"
+        if not ops.known(op):
+            raise self.fail(f"{what}: unknown op {op!r}")
+        ins = self.names(nd, "inputs", what, allow_null=True)
+        outs = self.names(nd, "outputs", what)
+        if not outs:
+            raise self.fail(f"{what} has no outputs")
+        attrs = self.field(nd, "attrs", dict, what)
+        node = Node(op, name, [None if n is None else get(n, f"{what}: input") for n in ins],
+                    [get(n, f"{what}: output") for n in outs],
+                    {k: self.attr(a, f"{what}: attribute '{k}'") for k, a in attrs.items()})
         for v in node.outputs:
+            if v.producer is not None:
+                raise self.fail(f"{what}: output '{v.name}' is also written by "
+                                f"'{v.producer.name}'")
             v.producer = node
         for i, v in enumerate(node.inputs):
             if v is not None:
                 v.uses.append((node, i))
-        g.nodes.append(node)
-    g.outputs = [vals[n] for n in doc["outputs"]]
-    return g
+        return node
+
+
+def check_graph(g: Graph, where: str) -> None:
+    """Order, names and types of a whole graph: the IR verifier (with a cycle told apart from
+    mere misordering), plus what running an integer graph needs of its inputs and outputs."""
+    try:
+        verify(g)
+    except VerifyError as e:
+        msg = str(e)
+        if "before it is defined" in msg:
+            try:
+                topo_sort(g.nodes)
+                msg += " (nodes must be listed in execution order)"
+            except EdgeqError:
+                msg += " (the nodes form a cycle)"
+        raise EdgeqError(f"{where}: {msg}") from None
+    if g.metadata.get("quantized") == "int":
+        for kind, vals in (("input", g.inputs), ("output", g.outputs)):
+            for v in vals:
+                if v.dtype.numpy.kind not in "iu" or v.qparams is None:
+                    raise EdgeqError(f"{where}: integer model's {kind} '{v.name}' needs an "
+                                     f"integer dtype and qparams (is {v.dtype.value}"
+                                     f"{'' if v.qparams else ', no qparams'})")
+    for v in g.inputs:
+        if v.dtype.numpy.kind not in "iuf":
+            raise EdgeqError(f"{where}: input '{v.name}' is {v.dtype.value}, expected numbers")

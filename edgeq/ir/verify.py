@@ -53,6 +53,9 @@ def verify(graph: Graph) -> None:
                 raise VerifyError(f"output '{v.name}' of '{node.name}' is not registered")
             defined.add(id(v))
         expected = infer_node(node)
+        if len(expected) != len(node.outputs):
+            raise VerifyError(f"{node.op} '{node.name}' has {len(node.outputs)} output(s), its "
+                              f"op makes {len(expected)}")
         for v, t in zip(node.outputs, expected):
             if v.type != t:
                 raise VerifyError(f"{node.op} '{node.name}': output '{v.name}' has type {v.type}, "

@@ -71,7 +71,12 @@ def repro(one_input: Callable[[bytes], None], path: str) -> int:
 
 
 def main(one_input: Callable[[bytes], None], seeds: Callable[[], dict[str, bytes]],
-         argv: list[str] | None = None) -> int:
+         argv: list[str] | None = None,
+         custom_mutator: Callable[[bytes, int, int], bytes] | None = None) -> int:
+    """Fuzz ``one_input`` from ``seeds()``. ``custom_mutator(data, max_size, seed)``, when
+    given, replaces libFuzzer's byte mutation (atheris' ``custom_mutator``): a structure-aware
+    mutator keeps containers such as zip archives valid so inputs reach the parser behind
+    them."""
     name = os.path.splitext(os.path.basename(sys.modules["__main__"].__file__ or "fuzz"))[0]
     p = argparse.ArgumentParser(prog=f"python -m tests.fuzz.{name}")
     p.add_argument("--seconds", type=int, default=30, help="total fuzzing time")
@@ -113,6 +118,9 @@ def main(one_input: Callable[[bytes], None], seeds: Callable[[], dict[str, bytes
                  f"-seed={args.seed}", f"-max_len={args.max_len}", "-rss_limit_mb=0",
                  f"-artifact_prefix={args.artifacts}{os.sep}", "-print_final_stats=1",
                  *extra, corpus]
-    atheris.Setup(libfuzzer, run)
+    if custom_mutator is None:
+        atheris.Setup(libfuzzer, run)
+    else:
+        atheris.Setup(libfuzzer, run, custom_mutator=custom_mutator)
     atheris.Fuzz()
     return 0

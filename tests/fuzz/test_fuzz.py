@@ -29,7 +29,10 @@ def test_fuzz(name):
     cmd = [sys.executable, "-m", f"tests.fuzz.{name}", "--seconds", str(SECONDS)]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=SECONDS + 300)
     log = p.stdout + p.stderr
-    m = re.search(r"fuzz \S+: (\d+) executions", log)
-    print(m.group(0) if m else log[-2000:])
+    # libFuzzer's own summary at -max_total_time ("Done N runs in S second(s)"), or the
+    # driver's line when it exits through Python
+    m = re.search(r"Done (\d+) runs in (\d+) second", log) or \
+        re.search(r"fuzz \S+: (\d+) executions in (\d+) s", log)
+    print(f"fuzz {name}: {m.group(1)} executions in {m.group(2)} s" if m else log[-2000:])
     assert p.returncode == 0, f"{name} found a crash:\n{log[-6000:]}"
     assert m and int(m.group(1)) > 0, log[-2000:]
