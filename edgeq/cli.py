@@ -311,7 +311,9 @@ def cmd_simulate(args) -> int:
 def cmd_profile(args) -> int:
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
     x = _read_npy(args.input) if args.input else None
-    res = api.profile(args.model, targets, runs=args.runs, warmup=args.warmup, x=x)
+    res = api.profile(args.model, targets, runs=args.runs, warmup=args.warmup, x=x,
+                      device=args.device, benchmark_model=args.benchmark_model,
+                      board=args.board, power_trace=args.power_trace)
     print(present.format_profile(res))
     print(f"wrote {os.path.join(args.model, 'profile.json')} and profile.trace.json "
           f"(Perfetto / chrome://tracing)")
@@ -458,9 +460,19 @@ def build_parser() -> argparse.ArgumentParser:
     pp = sub.add_parser("profile", help="per-layer time, instruction counts or simulated "
                         "cycles of exported artifacts")
     pp.add_argument("model", help="the folder `edgeq export` wrote")
-    pp.add_argument("--target", required=True, help="comma-separated: c (host CPU time), "
-                    "cortex-m4, cortex-m7 (QEMU instruction counts), npu-sim (simulated "
-                    "cycles)")
+    pp.add_argument("--target", required=True, help="comma-separated: ort (wall time from "
+                    "its profiler), tflite (per-layer sub-models, CPU time), tvm (Relax VM "
+                    "instrument, CPU time), c (host CPU time), cortex-m4, cortex-m7 (QEMU "
+                    "instruction counts), npu-sim (simulated cycles)")
+    pp.add_argument("--device", metavar="serial:PORT[,BAUD]|adb[:SERIAL]", help="measure on "
+                    "hardware: a Cortex-M board over its UART (flash OUT/profile-firmware-"
+                    "TARGET.elf), or a phone over adb (--target tflite)")
+    pp.add_argument("--benchmark-model", metavar="PATH", help="with --device adb: LiteRT's "
+                    "benchmark_model binary for the phone")
+    pp.add_argument("--board", metavar="NAME|FILE.toml", help="the MCU board (edgeq targets) "
+                    "whose clock, supply and current estimate each layer's energy")
+    pp.add_argument("--power-trace", metavar="trace.csv", help="seconds,watts recorded during "
+                    "the inference: measured energy per layer")
     pp.add_argument("--runs", type=int, default=10, help="timed inferences (default 10)")
     pp.add_argument("--warmup", type=int, default=2, help="untimed first inferences")
     pp.add_argument("--input", help=".npy: the sample to profile on (default: a fixed "

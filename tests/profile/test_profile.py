@@ -14,6 +14,7 @@ from onnx import helper
 from edgeq import api
 from edgeq.backends import get_backend
 from edgeq.backends.c.lower import _c_string
+from edgeq.targets import load_target
 from tests.helpers import onnx_model, run_cli
 
 pytestmark = pytest.mark.backend
@@ -108,7 +109,7 @@ def test_cli_profile_table_and_errors(exported):
     res = run_cli("profile", out, "--target", "c", "--runs", "3")
     assert res.returncode == 0, res.stderr
     assert "c (cpu_ns)" in res.stdout and "in named layers" in res.stdout
-    res = run_cli("profile", out, "--target", "tvm")
+    res = run_cli("profile", out, "--target", "tflm")
     assert res.returncode == 2 and "not available yet" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     res = run_cli("profile", out, "--target", "c", "--runs", "0")
@@ -158,3 +159,29 @@ def test_serial_path_returns_the_semihosting_counts(exported, tmp_path):
     assert serial_counts["runs"] == semi["runs"] and serial_counts["totals"] == semi["totals"]
     assert semi["runs"][0] == semi["runs"][1]  # every run the same inference, same count
     assert serial_counts["source"] == "instructions (serial)"
+
+
+def test_energy_per_layer_estimated_from_a_board_and_measured_from_a_trace(exported, tmp_path):
+    out, targets = exported
+    if "cortex-m4" not in targets:
+        pytest.skip("qemu-system-arm or arm-none-eabi-gcc missing (make installs them)")
+    (tmp_path / "board.toml").write_text(
+        open(load_target("stm32f446re").path).read().replace(
+            "run_current_ua_per_mhz = 0.0", "run_current_ua_per_mhz = 100.0"))
+    p = api.profile(out, ["cortex-m4"], runs=1, warmup=0,
+                    board=str(tmp_path / "board.toml"))["targets"]["cortex-m4"]
+    assert p["energy"].startswith("estimated (stm32f446re")
+    for r in p["layers"]:  # instructions x 3.3 V x 100 uA/MHz x 1e-12 J, in uJ
+        assert r["energy_uj"] == pytest.approx(r["median"] * 3.3 * 100 * 1e-6, abs=1e-6)
+    plain = api.profile(out, ["cortex-m4"], runs=1, warmup=0)["targets"]["cortex-m4"]
+    assert plain["energy"].startswith("not estimated") and "energy_uj" not in plain["layers"][0]
+    # a constant 2 W trace over the inference at the board's clock: energy = 2 W x time
+    t = p["total"]["median"] / 180e6
+    (tmp_path / "trace.csv").write_text("s,W\n0,2\n" + f"{t * 1.01},2\n")
+    m = api.profile(out, ["cortex-m4"], runs=1, warmup=0, board=str(tmp_path / "board.toml"),
+                    power_trace=str(tmp_path / "trace.csv"))["targets"]["cortex-m4"]
+    assert m["energy"] == "measured (power trace)"
+    for r in m["layers"]:
+        assert r["energy_uj"] == pytest.approx(2 * r["median"] / 180e6 * 1e6, abs=2e-6)
+    sim = api.profile(out, ["npu-sim"])["targets"]["npu-sim"]
+    assert sim["energy"] == "simulated" and sim["energy_uj"] > 0

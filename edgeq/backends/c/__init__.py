@@ -193,7 +193,7 @@ class CBackend(Backend):
     def build(self, path: str | os.PathLike, profile: tuple[int, int] | None = None) -> str:
         """Compile ``path`` (the exported ``c/`` folder) for the host; returns the executable.
         ``profile`` = (runs, warmup): with the per-layer hooks (``-DEDGEQ_PROFILE``)."""
-        path = os.fspath(path)
+        path = os.path.abspath(path)
         gcc = _tool("gcc", "gcc")
         d = self._build_dir(path)
         flags, suffix = _profile_flags(profile)
@@ -208,7 +208,7 @@ class CBackend(Backend):
         hooks compiled in with ``-DEDGEQ_PROFILE``: ``{"layers": names in execution order,
         "unit", "source", "runs": [[count per layer] per run], "totals": [whole run]}``. Host:
         this thread's CPU time in ns (``clock_gettime(CLOCK_THREAD_CPUTIME_ID)``)."""
-        exe = self.build(artifact.path, profile=(runs, warmup))
+        exe = self.build(os.path.abspath(artifact.path), profile=(runs, warmup))
         q = quantize_feeds(artifact.graph, feeds)
         blob = b"".join(np.ascontiguousarray(q[v.name]).tobytes() for v in artifact.graph.inputs)
         _, out = self._execute(exe, blob, icount=True)
@@ -285,7 +285,7 @@ class CortexMBackend(CBackend):
         self.board, self.cpu = BOARDS[cpu]
 
     def build(self, path: str | os.PathLike, profile: tuple[int, int] | None = None) -> str:
-        path = os.fspath(path)
+        path = os.path.abspath(path)
         gcc = _tool("arm-none-eabi-gcc", "gcc-arm-none-eabi (and libnewlib-arm-none-eabi)")
         d = self._build_dir(path)
         flags, suffix = _profile_flags(profile)
@@ -322,7 +322,7 @@ class CortexMBackend(CBackend):
         """The device profiling firmware for this board: the sample compiled in, the profile
         hooks on, the counts written to UART0 in the line protocol, no semihosting. Copied to
         ``out`` (to flash, or to run under QEMU with ``-serial``); returns ``out``."""
-        path = os.fspath(artifact.path)
+        path = os.path.abspath(artifact.path)
         gcc = _tool("arm-none-eabi-gcc", "gcc-arm-none-eabi (and libnewlib-arm-none-eabi)")
         q = quantize_feeds(artifact.graph, feeds)
         blob = b"".join(np.ascontiguousarray(q[v.name]).tobytes() for v in artifact.graph.inputs)
@@ -387,11 +387,11 @@ class CortexMBackend(CBackend):
         gcc = _tool("arm-none-eabi-gcc", "gcc-arm-none-eabi")
         size = _tool("arm-none-eabi-size", "gcc-arm-none-eabi")
         nm = _tool("arm-none-eabi-nm", "gcc-arm-none-eabi")
-        path = os.fspath(path)
+        path = os.path.abspath(path)
         d = self._build_dir(path)
         obj = os.path.join(d, f"model-{self.cpu}.o")
-        _check([gcc, f"-mcpu={self.cpu}", *ARM_FLAGS, "-I", path, "-c",
-                os.path.join(path, "model.c"), "-o", obj], cwd=d, what="arm-none-eabi-gcc -c")
+        _compile_once([gcc, f"-mcpu={self.cpu}", *ARM_FLAGS, "-I", path, "-c",
+                       os.path.join(path, "model.c")], obj, "arm-none-eabi-gcc -c")
         res = {"text": 0, "rodata": 0, "data": 0, "bss": 0}
         for line in _check([size, "-A", obj], cwd=d, what="arm-none-eabi-size").splitlines():
             parts = line.split()
@@ -414,7 +414,7 @@ class Aarch64Backend(CBackend):
     name = "aarch64"
 
     def build(self, path: str | os.PathLike, profile: tuple[int, int] | None = None) -> str:
-        path = os.fspath(path)
+        path = os.path.abspath(path)
         gcc = _tool("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu (and libc6-dev-arm64-cross)")
         d = self._build_dir(path)
         flags, suffix = _profile_flags(profile)

@@ -11,6 +11,8 @@ take and return edgeq's NCHW arrays.
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +22,10 @@ import numpy as np
 from edgeq.backends.base import (Artifact, Backend, Checks, Feeds, NodeRunner, Refusal,
                                  load_integer_model, median_ms, single_node_graph)
 from edgeq.backends.tflite.lower import fallback_nodes, lower_graph, nhwc_values, supports
-from edgeq.ir.graph import EdgeqError, Graph, Node
+from edgeq.ir.graph import DType, EdgeqError, Graph, Node, QParams, TensorType
 from edgeq.numerics.dyadic import effective_scale_f32, quantize_multiplier
 from edgeq.quant.pipeline import dequantize_array, quantize_feeds
+from edgeq.runtime.reference import run_graph
 
 ARTIFACT = "model.tflite"
 
@@ -97,9 +100,29 @@ def _litert(resolver: str, threads: int = 0, path: str | None = None,
     return interp
 
 
-def _invoke_litert(interp, arrays: list[np.ndarray]) -> list[np.ndarray]:
+def _invoke_cost_model(like: Graph):
+    """LiteRT (default kernels, one thread) on a model holding one int8 RESHAPE of 4 bytes:
+    what one ``invoke()`` costs beyond its kernels."""
+    g = Graph("invoke_cost")
+    g.metadata = dict(like.metadata)
+    x = g.add_input("x", TensorType(DType.INT8, (1, 4)))
+    x.qparams = QParams((1.0,), (0,))
+    n = g.add_node("Reshape", [x], [TensorType(DType.INT8, (1, 2, 2))],
+                   attrs={"shape": [1, 2, 2]}, name="reshape")
+    n.outputs[0].qparams = QParams((1.0,), (0,))
+    g.outputs = [n.outputs[0]]
+    interp = _litert("AUTO", 1, content=lower_graph(g))
+    _set_inputs(interp, [np.zeros((1, 4), np.int8)])
+    return interp
+
+
+def _set_inputs(interp, arrays: list[np.ndarray]) -> None:
     for d, a in zip(interp.get_input_details(), arrays):
         interp.set_tensor(d["index"], a)
+
+
+def _invoke_litert(interp, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    _set_inputs(interp, arrays)
     interp.invoke()
     return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
 
@@ -166,6 +189,75 @@ class TfliteBackend(_TfliteFile):
                                            for v in sub.inputs])
             return [_to_nchw(o, v.name in nhwc) for v, o in zip(sub.outputs, outs)]
         return run
+
+    def profile(self, artifact: Artifact, feeds: Feeds, runs: int = 10, warmup: int = 2
+                ) -> dict[str, Any]:
+        """Per-layer thread CPU time (ns) on LiteRT's default kernels (XNNPACK delegate, one
+        thread), the kernels ``latency_ms`` measures (``edgeq.profile`` raw format).
+
+        LiteRT's Python interpreter has no per-op profiler, so each integer node is timed as
+        a sub-model: the node alone (``single_node_graph``, lowered by the same writer), fed
+        that layer's inputs as the integer interpreter computes them, ``invoke()`` timed with
+        ``time.thread_time_ns`` (XNNPACK runs in the calling thread with one thread). The
+        total of a run is the whole model's ``invoke()`` on the same kernels, timed the same
+        way; each run times the whole model, then every layer, so both see the same load. Each
+        sub-model pays once what the whole model pays once per inference (the Python call,
+        the interpreter's and the delegate's entry: ~1.7 us measured, the time of a small
+        layer), so that cost, the median ``invoke()`` of a model holding one int8 RESHAPE of
+        4 bytes (``invoke_cost_ns``), is subtracted from every layer (0 at least). A node the
+        writer cannot take alone is listed in ``not_timed`` (0 ns)."""
+        graph = artifact.graph
+        env = run_graph(graph, quantize_feeds(graph, feeds), keep=True)
+        nhwc = nhwc_values(graph)
+        whole = _litert("AUTO", 1, path=artifact.path)
+        _set_inputs(whole, [_to_nhwc(env[v.name], v.name in nhwc) for v in graph.inputs])
+        subs: list[Any] = []
+        not_timed = []
+        for node in graph.nodes:
+            sub = single_node_graph(graph, node)
+            try:
+                interp = _litert("AUTO", 1, content=lower_graph(sub))
+            except EdgeqError:
+                subs.append(None)
+                not_timed.append(node.name)
+                continue
+            sub_nhwc = nhwc_values(sub)
+            _set_inputs(interp, [_to_nhwc(env[v.name], v.name in sub_nhwc)
+                                 for v in sub.inputs])
+            subs.append(interp)
+        floor = _invoke_cost_model(graph)
+        per_run, totals, floors = [], [], []
+        for k in range(warmup + runs):
+            t0 = time.thread_time_ns()
+            whole.invoke()
+            total = time.thread_time_ns() - t0
+            for _ in range(3):
+                t0 = time.thread_time_ns()
+                floor.invoke()
+                floors.append(time.thread_time_ns() - t0)
+            row = []
+            for interp in subs:
+                if interp is None:
+                    row.append(0)
+                    continue
+                t0 = time.thread_time_ns()
+                interp.invoke()
+                row.append(time.thread_time_ns() - t0)
+            if k >= warmup:
+                totals.append(total)
+                per_run.append(row)
+        cost = int(statistics.median(floors))
+        per_run = [[max(0, t - cost) if t else 0 for t in row] for row in per_run]
+        raw: dict[str, Any] = {
+            "layers": [n.name for n in graph.nodes], "unit": "cpu_ns", "source": "measured",
+            "method": "per-layer sub-models (each node alone, on the integer interpreter's "
+                      "inputs), LiteRT default kernels (XNNPACK delegate), 1 thread, less the "
+                      "cost of one invoke() of a one-RESHAPE model; total: the whole model on "
+                      "the same kernels",
+            "invoke_cost_ns": cost, "runs": per_run, "totals": totals}
+        if not_timed:
+            raw["not_timed"] = not_timed
+        return raw
 
     def describe(self, artifact: Artifact, checks: Checks) -> dict[str, Any]:
         return {"verification": {"reference_kernels": "BUILTIN_REF",

@@ -13,10 +13,15 @@ default thread pool.
 from __future__ import annotations
 
 import os
+import statistics
+import time
+from typing import Any
+
+import numpy as np
 
 from edgeq.backends.base import Artifact, Backend, Feeds, Refusal
-from edgeq.backends.tvm.lower import build_module, supports
-from edgeq.ir.graph import Graph
+from edgeq.backends.tvm.lower import LOWER, Lowerer, build_module, supports
+from edgeq.ir.graph import EdgeqError, Graph
 from edgeq.quant.pipeline import dequantize_array, quantize_feeds
 
 
@@ -70,3 +75,144 @@ class TvmBackend(Backend):
             a = o.numpy()
             res[v.name] = a if raw else dequantize_array(a, v.qparams)
         return res
+
+    def profile(self, artifact: Artifact, feeds: Feeds, runs: int = 10, warmup: int = 2
+                ) -> dict[str, Any]:
+        """Per-layer thread CPU time (ns) of the artifact on the Relax VM (``edgeq.profile``
+        raw format).
+
+        The VM has no profiler; its instrument hook (``set_instrument``) is called before and
+        after every call it makes, with the callee's symbol. The default CPU pipeline fuses
+        nothing: every Relax op the lowering emitted for an edgeq node is one compiled
+        function call, so each call belongs to exactly one node (``tvm_call_owners``, checked
+        against the calls the artifact really makes). The hook makes each such call itself
+        between two ``time.thread_time_ns`` readings (less the readings' own cost) and tells
+        the VM to skip it; the generated code is serial, so it runs in this thread. VM builtins
+        (allocations, shape checks, reshape views) are not timed: VM overhead, in the total
+        only. The total of a run is the whole inference on a second VM without the hook,
+        timed the same way, runs interleaved."""
+        import tvm
+        from tvm import relax
+
+        os.environ.setdefault("TVM_NUM_THREADS", "1")
+        graph = artifact.graph
+        names = [n.name for n in graph.nodes]
+        index = {n: i for i, n in enumerate(names)}
+        owners = tvm_call_owners(graph)
+        prims = {callee for callee, _ in owners}
+        lib = tvm.runtime.load_module(artifact.path)
+        plain = relax.VirtualMachine(lib, tvm.cpu())["main"]
+        vm = relax.VirtualMachine(lib, tvm.cpu())
+        q = quantize_feeds(graph, feeds)
+        args = [tvm.runtime.tensor(q[v.name]) for v in graph.inputs]
+        clock = time.thread_time_ns
+        reads = []
+        for _ in range(200):
+            t0 = clock()
+            reads.append(clock() - t0)
+        read_cost = statistics.median(reads)
+        seen: list[tuple[str, int]] = []
+
+        def hook(func, symbol, before, ret, *call_args):
+            if not before or symbol not in prims:
+                return 0
+            t0 = clock()
+            func(*call_args)
+            seen.append((symbol, clock() - t0))
+            return 1  # VMInstrumentReturnKind.SKIP_RUN: already run
+        vm.set_instrument(hook)
+        timed = vm["main"]
+        ref = _numpy(plain(*args))
+        got = _numpy(timed(*args))
+        if [c for c, _ in seen] != [c for c, _ in owners]:
+            raise EdgeqError("the TVM artifact's calls do not follow this edgeq model's "
+                             "lowering: re-export it")
+        if any(not np.array_equal(a, b) for a, b in zip(ref, got)):
+            raise EdgeqError("TVM profiling changed the outputs")
+        per_run, totals, cpu_ratio = [], [], []
+        for k in range(warmup + runs):
+            t0, p0 = clock(), time.process_time_ns()
+            plain(*args)
+            dt, dp = clock() - t0, time.process_time_ns() - p0
+            seen.clear()
+            timed(*args)
+            row = [0.0] * len(names)
+            for (_, node), (_, t) in zip(owners, seen):
+                row[index[node]] += max(0.0, t - read_cost)
+            if k >= warmup:
+                per_run.append([int(round(x)) for x in row])
+                totals.append(dt)
+                cpu_ratio.append(dp / max(dt, 1))
+        return {"layers": names, "unit": "cpu_ns", "source": "measured",
+                "method": "Relax VM instrument hook: each compiled call (one per Relax op of a "
+                          "node, nothing fused) timed around the call; VM builtins untimed; "
+                          "total: the uninstrumented VM, same clock",
+                "runs": per_run, "totals": totals,
+                "profiler": {"calls_per_inference": len(owners),
+                             "clock_read_ns": int(read_cost),
+                             "process_over_thread_cpu": round(statistics.median(cpu_ratio), 3)}}
+
+
+def _numpy(out) -> list[np.ndarray]:
+    return [o.numpy() for o in out] if not hasattr(out, "numpy") else [out.numpy()]
+
+
+def tvm_call_owners(graph: Graph) -> list[tuple[str, str]]:
+    """(callee symbol, edgeq node) of every compiled-function call the VM makes per inference,
+    in order. The module is built as ``build_module`` builds it, noting each node's output
+    variables: a node owns the Relax bindings after the previous node's outputs up to its
+    own. The default pipeline's first passes up to legalization then turn each op into one
+    ``call_tir``, whose bound variable is the original binding's (a binding legalization
+    adds belongs to the next original one)."""
+    import tvm
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    params = [relax.Var(v.name.replace("/", "_"), relax.TensorType(v.shape, v.dtype.value))
+              for v in graph.inputs]
+    lw = Lowerer(graph, bb)
+    node_outs: list[tuple[str, list]] = []
+    with bb.function("main", params):
+        with bb.dataflow():
+            for v, p in zip(graph.inputs, params):
+                lw.env[v.name] = p
+            for n in graph.nodes:
+                LOWER[n.op].emit(lw, n)
+                node_outs.append((n.name, [lw.env[v.name] for v in n.outputs]))
+            outs = [lw.env[v.name] for v in graph.outputs]
+            out = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
+        bb.emit_func_output(out)
+    mod = bb.get()
+    bindings = [b for block in mod["main"].body.blocks for b in block.bindings]
+    position = {b.var.name: i for i, b in enumerate(bindings)}
+    if len(position) != len(bindings):
+        raise EdgeqError("TVM profiling needs distinct Relax variable names")
+    owner_of: dict[str, str] = {}
+    start = 0
+    for name, vars_ in node_outs:
+        end = max([start - 1] + [position.get(v.name, -1) for v in vars_
+                                 if isinstance(v, relax.Var)])
+        for b in bindings[start:end + 1]:
+            owner_of[b.var.name] = name
+        start = max(start, end + 1)
+    with tvm.target.Target("llvm"):
+        low = tvm.transform.Sequential([
+            relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(),
+            relax.transform.LegalizeOps(), relax.transform.RewriteDataflowReshape()])(mod)
+    calls: list[tuple[str, str | None]] = []
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    for block in low["main"].body.blocks:
+        for b in block.bindings:
+            value = b.value
+            if isinstance(value, relax.Call) and value.op.same_as(call_tir):
+                calls.append((value.args[0].name_hint, owner_of.get(b.var.name)))
+    resolved: list[tuple[str, str]] = []
+    pending: list[str] = []
+    for callee, node in calls:
+        if node is None:
+            pending.append(callee)
+            continue
+        resolved += [(c, node) for c in pending] + [(callee, node)]
+        pending = []
+    last = resolved[-1][1] if resolved else (graph.nodes[-1].name if graph.nodes else "")
+    return resolved + [(c, last) for c in pending]
