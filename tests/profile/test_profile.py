@@ -53,11 +53,17 @@ def test_host_layers_add_up_to_the_inference_and_name_every_node(exported):
     names = [n.name for n in api.load_model(str(out / "model.eqm")).nodes]
     assert [r["name"] for r in p["layers"]] == names  # edgeq's own names, in order
     assert p["unit"] == "cpu_ns" and p["source"] == "measured"
-    # the same clock around the whole call: the layers are >= 95% of it and never more
-    # (measured 99.7-100%); sum of medians within 15% of the median total
-    assert 0.95 <= p["coverage"] <= 1.001, p["coverage"]
+    # the same clock around the whole call: in every run the layers are >= 95% of it and
+    # never more (measured 99.7-100%); the medians (which a busy machine can make disagree a
+    # little) add up to the median total within 15%
+    be = get_backend("c")
+    raw = be.profile(be.open(str(out)), {"x": np.load(out.parent / "cal.npy")[:1]}, runs=7,
+                     warmup=2)
+    ratios = sorted(sum(run) / total for run, total in zip(raw["runs"], raw["totals"]))
+    assert all(r <= 1.0 for r in ratios) and ratios[len(ratios) // 2] >= 0.95, ratios
     s = sum(r["median"] for r in p["layers"])
     assert abs(s - p["total"]["median"]) <= 0.15 * p["total"]["median"]
+    assert 0.85 <= p["coverage"] <= 1.15, p["coverage"]
     conv = next(r for r in p["layers"] if r["name"] == "conv2")
     assert conv["macs"] > 0 and conv["p90"] >= conv["median"] > 0 and conv["runs"] == 7
     assert json.loads((out / "profile.json").read_text())["targets"]["c"]["layers"][0][
