@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.backends.base import Artifact, Backend, Feeds, Refusal
-from edgeq.backends.tvm.lower import LOWER, Lowerer, build_module, supports
+from edgeq.backends.tvm.lower import build_module, supports
 from edgeq.ir.graph import EdgeqError, Graph
 from edgeq.quant.pipeline import dequantize_array, quantize_feeds
 
@@ -159,30 +159,16 @@ def _numpy(out) -> list[np.ndarray]:
 
 def tvm_call_owners(graph: Graph) -> list[tuple[str, str]]:
     """(callee symbol, edgeq node) of every compiled-function call the VM makes per inference,
-    in order. The module is built as ``build_module`` builds it, noting each node's output
-    variables: a node owns the Relax bindings after the previous node's outputs up to its
+    in order. The module is ``build_module``'s, with each node's output variables noted: a
+    node owns the Relax bindings after the previous node's outputs up to its
     own. The default pipeline's first passes up to legalization then turn each op into one
     ``call_tir``, whose bound variable is the original binding's (a binding legalization
     adds belongs to the next original one)."""
     import tvm
     from tvm import relax
 
-    bb = relax.BlockBuilder()
-    params = [relax.Var(v.name.replace("/", "_"), relax.TensorType(v.shape, v.dtype.value))
-              for v in graph.inputs]
-    lw = Lowerer(graph, bb)
     node_outs: list[tuple[str, list]] = []
-    with bb.function("main", params):
-        with bb.dataflow():
-            for v, p in zip(graph.inputs, params):
-                lw.env[v.name] = p
-            for n in graph.nodes:
-                LOWER[n.op].emit(lw, n)
-                node_outs.append((n.name, [lw.env[v.name] for v in n.outputs]))
-            outs = [lw.env[v.name] for v in graph.outputs]
-            out = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
-        bb.emit_func_output(out)
-    mod = bb.get()
+    mod = build_module(graph, node_outs)
     bindings = [b for block in mod["main"].body.blocks for b in block.bindings]
     position = {b.var.name: i for i, b in enumerate(bindings)}
     if len(position) != len(bindings):

@@ -557,7 +557,9 @@ def _pad(lw: Lowerer, n: Node) -> None:
                                                      pad_value=float(a.get("value", 0))))
 
 
-def build_module(graph: Graph):
+def build_module(graph: Graph, node_outputs: list | None = None):
+    """The Relax module of ``graph``; with a list, also records each node's output variables
+    in it, in order, as ``(node name, [relax values])`` (the profiler's map back to nodes)."""
     from tvm import relax
 
     bb = relax.BlockBuilder()
@@ -570,6 +572,8 @@ def build_module(graph: Graph):
                 lw.env[v.name] = p
             for n in graph.nodes:
                 LOWER[n.op].emit(lw, n)
+                if node_outputs is not None:
+                    node_outputs.append((n.name, [lw.env[v.name] for v in n.outputs]))
             outs = [lw.env[v.name] for v in graph.outputs]
             out = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
         bb.emit_func_output(out)
