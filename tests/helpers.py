@@ -170,3 +170,31 @@ EDGEQ = [sys.executable, "-m", "edgeq.cli"]
 def run_cli(*args, cwd=None):
     return subprocess.run(EDGEQ + [str(a) for a in args], capture_output=True, text=True,
                           cwd=cwd)
+
+
+def small_cnn(d, hw: int = 24, stem: str = "stem/conv", stem_out: str = "c",
+              skip: bool = False) -> tuple[Any, Any]:
+    """A two-conv CNN (Conv, Relu, Conv, [Add skip], GlobalAveragePool, Flatten, Gemm) as
+    ``d/m.onnx`` with 8 calibration samples ``d/cal.npy``: the model the profile, report and
+    runtime tests export. Returns (model path, calibration path)."""
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w"], [stem_out], name=stem, pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", [stem_out], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1])]
+    last = "c2"
+    if skip:
+        nodes.append(helper.make_node("Add", ["c2", "r"], ["s"], name="skip"))
+        last = "s"
+    nodes += [helper.make_node("GlobalAveragePool", [last], ["p"], name="gap"),
+              helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+              helper.make_node("Gemm", ["f", "fc"], ["y"], name="fc")]
+    m = onnx_model(nodes, {"x": (1, 8, hw, hw)}, ["y"],
+                   {"w": rng.normal(size=(16, 8, 3, 3)).astype(np.float32) * 0.2,
+                    "w2": rng.normal(size=(16, 16, 3, 3)).astype(np.float32) * 0.1,
+                    "fc": rng.normal(size=(16, 10)).astype(np.float32) * 0.3})
+    path = d / "m.onnx"
+    path.write_bytes(m.SerializeToString())
+    np.save(d / "cal.npy", rng.normal(size=(8, 8, hw, hw)).astype(np.float32))
+    return path, d / "cal.npy"

@@ -13,11 +13,10 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from onnx import helper
 
 from edgeq import api
 from edgeq.report_html import collect, render_html, write_html
-from tests.helpers import onnx_model, run_cli
+from tests.helpers import run_cli, small_cnn
 
 HOSTILE = '<script>alert("x")</script> & co'   # a node name from a user's model
 HOSTILE_VALUE = "r<b>&amp;"                     # a value name (the SQNR rows are values)
@@ -154,21 +153,7 @@ def test_rendering_is_pure_and_deterministic():
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     d = tmp_path_factory.mktemp("report_html")
-    rng = np.random.default_rng(0)
-    m = onnx_model([
-        helper.make_node("Conv", ["x", "w"], [HOSTILE_VALUE], name=HOSTILE, pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", [HOSTILE_VALUE], ["r"], name="relu"),
-        helper.make_node("Conv", ["r", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
-        helper.make_node("GlobalAveragePool", ["c2"], ["p"], name="gap"),
-        helper.make_node("Flatten", ["p"], ["f"], name="flat"),
-        helper.make_node("Gemm", ["f", "fc"], ["y"], name="fc")],
-        {"x": (1, 8, 24, 24)}, ["y"],
-        {"w": rng.normal(size=(16, 8, 3, 3)).astype(np.float32) * 0.2,
-         "w2": rng.normal(size=(16, 16, 3, 3)).astype(np.float32) * 0.1,
-         "fc": rng.normal(size=(16, 10)).astype(np.float32) * 0.3})
-    path = d / "m.onnx"
-    path.write_bytes(m.SerializeToString())
-    np.save(d / "cal.npy", rng.normal(size=(8, 8, 24, 24)).astype(np.float32))
+    path, _ = small_cnn(d, stem=HOSTILE, stem_out=HOSTILE_VALUE)
     res = run_cli("export", path, "--calib", d / "cal.npy", "-o", d / "out", "--target",
                   "c,npu-sim", "--eval-samples", "2")
     assert res.returncode == 0, res.stderr

@@ -9,13 +9,12 @@ import subprocess
 
 import numpy as np
 import pytest
-from onnx import helper
 
 from edgeq import api
 from edgeq.backends import get_backend
 from edgeq.backends.c.lower import _c_string
 from edgeq.targets import load_target
-from tests.helpers import onnx_model, run_cli
+from tests.helpers import run_cli, small_cnn
 
 pytestmark = pytest.mark.backend
 
@@ -23,24 +22,10 @@ pytestmark = pytest.mark.backend
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     d = tmp_path_factory.mktemp("prof")
-    rng = np.random.default_rng(0)
-    m = onnx_model([
-        helper.make_node("Conv", ["x", "w"], ["c"], name="stem/conv", pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c"], ["r"], name='odd "name" \\ ?'),
-        helper.make_node("Conv", ["r", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
-        helper.make_node("GlobalAveragePool", ["c2"], ["p"], name="gap"),
-        helper.make_node("Flatten", ["p"], ["f"], name="flat"),
-        helper.make_node("Gemm", ["f", "fc"], ["y"], name="fc")],
-        {"x": (1, 8, 24, 24)}, ["y"],
-        {"w": rng.normal(size=(16, 8, 3, 3)).astype(np.float32) * 0.2,
-         "w2": rng.normal(size=(16, 16, 3, 3)).astype(np.float32) * 0.1,
-         "fc": rng.normal(size=(16, 10)).astype(np.float32) * 0.3})
-    path = d / "m.onnx"
-    path.write_bytes(m.SerializeToString())
-    np.save(d / "cal.npy", rng.normal(size=(8, 8, 24, 24)).astype(np.float32))
+    path, cal = small_cnn(d, stem_out="c")
     targets = "c,cortex-m4" if shutil.which("qemu-system-arm") and shutil.which(
         "arm-none-eabi-gcc") else "c"
-    res = run_cli("export", path, "--calib", d / "cal.npy", "-o", d / "out", "--target",
+    res = run_cli("export", path, "--calib", cal, "-o", d / "out", "--target",
                   targets + ",npu-sim", "--eval-samples", "2")
     assert res.returncode == 0, res.stderr
     return d / "out", targets.split(",")

@@ -16,10 +16,9 @@ import os
 
 import numpy as np
 import pytest
-from onnx import helper
 
 from edgeq import api
-from tests.helpers import onnx_model, run_cli
+from tests.helpers import run_cli, small_cnn
 
 pytestmark = pytest.mark.backend
 
@@ -54,22 +53,7 @@ def small(tmp_path_factory):
     if not targets:
         pytest.skip("none of onnxruntime, ai_edge_litert, tvm is importable")
     d = tmp_path_factory.mktemp("prof_rt")
-    rng = np.random.default_rng(0)
-    m = onnx_model([
-        helper.make_node("Conv", ["x", "w"], ["c"], name="stem/conv", pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c"], ["r"], name="relu"),
-        helper.make_node("Conv", ["r", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
-        helper.make_node("Add", ["c2", "r"], ["s"], name="skip"),
-        helper.make_node("GlobalAveragePool", ["s"], ["p"], name="gap"),
-        helper.make_node("Flatten", ["p"], ["f"], name="flat"),
-        helper.make_node("Gemm", ["f", "fc"], ["y"], name="fc")],
-        {"x": (1, 8, 32, 32)}, ["y"],
-        {"w": rng.normal(size=(16, 8, 3, 3)).astype(np.float32) * 0.2,
-         "w2": rng.normal(size=(16, 16, 3, 3)).astype(np.float32) * 0.1,
-         "fc": rng.normal(size=(16, 10)).astype(np.float32) * 0.3})
-    path = d / "m.onnx"
-    path.write_bytes(m.SerializeToString())
-    np.save(d / "cal.npy", rng.normal(size=(8, 8, 32, 32)).astype(np.float32))
+    path, _ = small_cnn(d, hw=32, skip=True)
     _export(path, d / "cal.npy", d / "out", targets)
     return d / "out", targets
 
