@@ -30,6 +30,8 @@ import numpy as np
 from edgeq.ir.graph import EdgeqError, Value
 from edgeq.ops import with_trait
 
+MAX_STEPS = 1024  # time steps x directions unrolled (each step is a dozen or more nodes)
+
 
 def _canonical_activation(op: str, name: str, node_op: str) -> str:
     """An ONNX RNN activation name that is an edgeq op of one input quantized as a table
@@ -51,6 +53,8 @@ class _Unroller:
             raise EdgeqError(f"{op} '{name}': input X must be 3-D, got "
                              f"{None if x is None else list(x.shape)}")
         self.layout = int(attrs.get("layout", 0))
+        if self.layout not in (0, 1):
+            raise EdgeqError(f"{op} '{name}': layout {self.layout} is not 0 or 1")
         self.x = x
         self.seq, self.batch = (x.shape[0], x.shape[1]) if self.layout == 0 else \
             (x.shape[1], x.shape[0])
@@ -59,9 +63,19 @@ class _Unroller:
             raise EdgeqError(f"{op} '{name}': direction {direction!r} is not an ONNX direction")
         self.directions = ["forward", "reverse"] if direction == "bidirectional" else [direction]
         nd = len(self.directions)
+        if not 1 <= self.seq * nd <= MAX_STEPS or self.batch < 1:
+            raise EdgeqError(f"{op} '{name}': input X {list(x.shape)} has sequence length "
+                             f"{self.seq} and batch {self.batch}; edgeq unrolls 1 to "
+                             f"{MAX_STEPS} time steps (over all directions) of a non-empty "
+                             f"batch")
         self.w = im.const(ins[1], "W", name, op)
         self.r = im.const(ins[2], "R", name, op)
+        if self.w.ndim != 3 or self.r.ndim != 3:
+            raise EdgeqError(f"{op} '{name}': W {list(self.w.shape)} and R "
+                             f"{list(self.r.shape)} must be 3-D")
         self.hidden = int(attrs.get("hidden_size", self.r.shape[-1]))
+        if self.hidden < 1:
+            raise EdgeqError(f"{op} '{name}': hidden_size {self.hidden} must be positive")
         if self.w.shape[:2] != (nd, gates * self.hidden) or \
                 self.r.shape != (nd, gates * self.hidden, self.hidden) or \
                 self.w.shape[2] != x.shape[2]:
@@ -194,6 +208,8 @@ def lstm(im: Any, name: str, ins: list[Value | None], attrs: dict, outs: list[st
     Reshape and Concat (every direction and layout; clip, input_forget and peepholes
     refused)."""
     u = _Unroller(im, name, "LSTM", ins, attrs, gates=4)
+    if not any(used(k) for k in range(3)):
+        return [None, None, None]  # nothing reads it: checked, not unrolled
     if int(attrs.get("input_forget", 0)):
         raise EdgeqError(f"LSTM '{name}': input_forget (coupled input and forget gates) is not "
                          f"supported")
@@ -244,6 +260,8 @@ def gru(im: Any, name: str, ins: list[Value | None], attrs: dict, outs: list[str
     """Unrolled over its static sequence length into MatMul, Add, Sub, Mul, Sigmoid, Tanh,
     Split, Reshape and Concat (every direction and layout, both linear_before_reset)."""
     u = _Unroller(im, name, "GRU", ins, attrs, gates=3)
+    if not any(used(k) for k in range(2)):
+        return [None, None]  # nothing reads it: checked, not unrolled
     acts = _activations(u, attrs, 2)
     before_reset = int(attrs.get("linear_before_reset", 0))
     h0 = u.initial(ins, 5, "initial_h")

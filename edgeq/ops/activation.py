@@ -50,6 +50,12 @@ def apply_activation(y: np.ndarray, attrs: Attrs) -> np.ndarray:
 
 @shape_rule(*LOOKUP, "QLookup", "QPRelu")
 def _same_shape(node: Node, ts: list[TensorType]) -> list[TensorType]:
+    if node.op in ("PRelu", "QPRelu") and len(ts) > 1:
+        # the slope broadcasts to the input (unidirectionally: the output keeps x's shape)
+        x, s = ts[0].shape, ts[1].shape
+        if len(s) > len(x) or any(a not in (1, b) for a, b in zip(s[::-1], x[::-1])):
+            raise EdgeqError(f"{node.op} '{node.name}': slope shape {list(s)} does not "
+                             f"broadcast to the input shape {list(x)}")
     return [TensorType(result_dtype(node, ts[0]), ts[0].shape)]
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from edgeq.ir.graph import EdgeqError, Node, TensorType
+from edgeq.ir.limits import check_activation
 from edgeq.numerics.scheme import quantize_weight
 from edgeq.ops._integer import centered, requant, to_int
 from edgeq.ops._quantize import constant_weights, quantize_linear
@@ -106,6 +107,25 @@ def conv_transpose2d(x: np.ndarray, w: np.ndarray, attrs: Attrs, acc=np.float32)
 
 # --- shapes ---------------------------------------------------------------------------------
 
+def check_window(where: str, kernel_shape, strides, pads, dilations=(1, 1)) -> None:
+    """A 2-D window's attributes: two positive kernel sizes, strides and dilations, and four
+    non-negative pads, each below 2**31 (``where`` names the node, e.g. "Conv 'stem'")."""
+    for what, vals, n, lo in (("kernel_shape", kernel_shape, 2, 1), ("strides", strides, 2, 1),
+                              ("dilations", dilations, 2, 1), ("pads", pads, 4, 0)):
+        vals = list(vals)
+        if len(vals) != n:
+            raise EdgeqError(f"{where}: {what} {vals} must have {n} values (2-D)")
+        if any(not isinstance(v, (int, np.integer)) or not lo <= v < 2 ** 31 for v in vals):
+            raise EdgeqError(f"{where}: {what} {vals} must be integers from {lo} to 2**31 - 1")
+
+
+def check_padded(node: Node, x: TensorType, pads) -> None:
+    """The kernels pad the input first: that array must fit the activation limit too."""
+    n, c, h, w = x.shape
+    check_activation((n, c, h + pads[0] + pads[2], w + pads[1] + pads[3]), x.dtype.itemsize,
+                     f"{node.op} '{node.name}' padded input")
+
+
 def conv_out_hw(node: Node, in_hw, k, s, p, d) -> tuple[int, int]:
     out = []
     for i in range(2):
@@ -124,10 +144,19 @@ def _conv_shape(node, ts):
     if len(x.shape) != 4:
         raise EdgeqError(f"Conv '{node.name}': only 2-D convolution (4-D NCHW input) is "
                          f"supported, got input shape {list(x.shape)}")
+    where = f"{node.op} '{node.name}'"
+    if len(w.shape) != 4:
+        raise EdgeqError(f"{where}: weight shape {list(w.shape)} is not 4-D (M, C/group, kH, kW)")
+    check_window(where, a["kernel_shape"], a["strides"], a["pads"], a["dilations"])
+    if list(a["kernel_shape"]) != list(w.shape[2:]):
+        raise EdgeqError(f"{where}: kernel_shape {list(a['kernel_shape'])} differs from the "
+                         f"weight's {list(w.shape[2:])}")
     c, g = x.shape[1], a["group"]
-    if c % g or w.shape[0] % g or w.shape[1] * g != c:
+    if g < 1 or c % g or w.shape[0] % g or w.shape[1] * g != c:
         raise EdgeqError(f"Conv '{node.name}': group={g} with {c} input channels and weight "
                          f"shape {list(w.shape)} is not a valid grouping")
+    _check_bias(node, ts, w.shape[0])
+    check_padded(node, x, a["pads"])
     oh, ow = conv_out_hw(node, x.shape[2:], a["kernel_shape"], a["strides"], a["pads"],
                          a["dilations"])
     return [TensorType(result_dtype(node, x), (x.shape[0], w.shape[0], oh, ow))]
@@ -140,11 +169,38 @@ def _conv_transpose_shape(node, ts):
     if len(x.shape) != 4:
         raise EdgeqError(f"ConvTranspose '{node.name}': only 2-D is supported, got input shape "
                          f"{list(x.shape)}")
+    where = f"{node.op} '{node.name}'"
+    if len(w.shape) != 4:
+        raise EdgeqError(f"{where}: weight shape {list(w.shape)} is not 4-D (C, M/group, kH, kW)")
     k, s, d, p, op = a["kernel_shape"], a["strides"], a["dilations"], a["pads"], \
         a["output_padding"]
+    check_window(where, k, s, p, d)
+    if list(k) != list(w.shape[2:]):
+        raise EdgeqError(f"{where}: kernel_shape {list(k)} differs from the weight's "
+                         f"{list(w.shape[2:])}")
+    g = a["group"]
+    if g < 1 or x.shape[1] % g or w.shape[0] != x.shape[1]:
+        raise EdgeqError(f"{where}: group={g} with {x.shape[1]} input channels and weight shape "
+                         f"{list(w.shape)} is not a valid grouping")
+    op = list(op)
+    if len(op) != 2 or any(not 0 <= v < max(s[i], d[i]) for i, v in enumerate(op)):
+        raise EdgeqError(f"{where}: output_padding {op} must be 2 values, each below its stride "
+                         f"or dilation")
+    _check_bias(node, ts, w.shape[1] * g)
     hw = [s[i] * (x.shape[2 + i] - 1) + op[i] + (k[i] - 1) * d[i] + 1 - p[i] - p[i + 2]
           for i in range(2)]
+    if any(v <= 0 for v in hw) or any(v <= 0 for v in x.shape[2:]):
+        raise EdgeqError(f"{where}: output size {hw} from input {list(x.shape)} is empty")
+    # the kernel scatters into the full output, then crops the pads
+    check_activation((x.shape[0], w.shape[1] * g, hw[0] + p[0] + p[2], hw[1] + p[1] + p[3]),
+                     x.dtype.itemsize, f"{where} output before its pads are cropped")
     return [TensorType(result_dtype(node, x), (x.shape[0], w.shape[1] * a["group"], hw[0], hw[1]))]
+
+
+def _check_bias(node: Node, ts: list[TensorType], m: int) -> None:
+    if len(ts) > 2 and ts[2].shape != (m,):
+        raise EdgeqError(f"{node.op} '{node.name}': bias shape {list(ts[2].shape)}, expected "
+                         f"[{m}] (one per output channel)")
 
 
 @macs_rule("Conv", "QConv")

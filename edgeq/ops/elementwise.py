@@ -80,9 +80,16 @@ def _binary(fn):
 KERNEL["Add"] = _binary(np.add)
 KERNEL["Sub"] = _binary(np.subtract)
 KERNEL["Mul"] = _binary(np.multiply)
-KERNEL["Pow"] = _binary(np.power)
 KERNEL["Max"] = _binary(np.maximum)
 KERNEL["Min"] = _binary(np.minimum)
+
+
+@kernel("Pow")
+def pow_(a: Attrs, x, y):
+    if x.dtype.kind in "iub":  # numpy refuses negative integer powers; ONNX: the base's type
+        with np.errstate(all="ignore"):
+            return (np.power(x.astype(np.float64), y.astype(np.float64)).astype(x.dtype),)
+    return (np.power(x, y).astype(x.dtype, copy=False),)
 
 
 @kernel("Div")

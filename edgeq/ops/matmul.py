@@ -34,11 +34,18 @@ traits("QGemm", "QMatMul", add="integer")
 @shape_rule("Gemm")
 def _gemm_shape(node, ts):
     a, b = ts[0].shape, ts[1].shape
+    if len(a) != 2 or len(b) != 2:
+        raise EdgeqError(f"Gemm '{node.name}': inputs {list(a)} and {list(b)} must be 2-D")
     m = a[1] if node.attrs.get("transA", 0) else a[0]
     ka = a[0] if node.attrs.get("transA", 0) else a[1]
     kb, n = (b[1], b[0]) if node.attrs.get("transB", 0) else (b[0], b[1])
     if ka != kb:
         raise EdgeqError(f"Gemm '{node.name}': inner dimensions differ ({ka} vs {kb})")
+    if len(ts) > 2:
+        c = ts[2].shape
+        if len(c) > 2 or any(x not in (1, y) for x, y in zip(c[::-1], (m, n)[::-1])):
+            raise EdgeqError(f"Gemm '{node.name}': C of shape {list(c)} does not broadcast to "
+                             f"the output {[m, n]}")
     return [TensorType(ts[0].dtype, (m, n))]
 
 

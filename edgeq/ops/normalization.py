@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeq.ir.graph import Node, TensorType
+from edgeq.ir.graph import EdgeqError, Node, TensorType
 from edgeq.numerics.dyadic import quantize_multipliers, rescale
 from edgeq.numerics.reciprocal import inverse_sqrt, shift_round_half_up
 from edgeq.numerics.scheme import INT_RANGE
@@ -28,9 +28,50 @@ if TYPE_CHECKING:
 traits("QLayerNorm", add="integer")
 
 
-@shape_rule("BatchNormalization", "LayerNormalization", "LRN", "QLayerNorm")
+@shape_rule("QLayerNorm")
 def _same_shape(node: Node, ts: list[TensorType]) -> list[TensorType]:
     return [TensorType(result_dtype(node, ts[0]), ts[0].shape)]
+
+
+@shape_rule("BatchNormalization")
+def _batch_norm_shape(node: Node, ts: list[TensorType]) -> list[TensorType]:
+    x = ts[0].shape
+    if len(x) < 2:
+        raise EdgeqError(f"BatchNormalization '{node.name}': input shape {list(x)} has no "
+                         f"channel axis")
+    names = ("scale", "bias", "mean", "var")
+    for what, t in zip(names, ts[1:]):
+        if t.shape != (x[1],):
+            raise EdgeqError(f"BatchNormalization '{node.name}': {what} has shape "
+                             f"{list(t.shape)}, expected [{x[1]}] (one per channel)")
+    return [TensorType(ts[0].dtype, x)]
+
+
+@shape_rule("LayerNormalization")
+def _layer_norm_shape(node: Node, ts: list[TensorType]) -> list[TensorType]:
+    x = ts[0].shape
+    ax = node.attrs.get("axis", -1)
+    if not -len(x) <= ax < len(x):
+        raise EdgeqError(f"LayerNormalization '{node.name}': axis {ax} is out of range for "
+                         f"input shape {list(x)}")
+    normalized = x[ax % len(x):]
+    for what, t in zip(("scale", "bias"), ts[1:]):
+        if len(t.shape) > len(normalized) or any(
+                a not in (1, b) for a, b in zip(t.shape[::-1], normalized[::-1])):
+            raise EdgeqError(f"LayerNormalization '{node.name}': {what} shape {list(t.shape)} "
+                             f"does not broadcast to the normalized shape {list(normalized)}")
+    return [TensorType(ts[0].dtype, x)]
+
+
+@shape_rule("LRN")
+def _lrn_shape(node: Node, ts: list[TensorType]) -> list[TensorType]:
+    x = ts[0].shape
+    size = node.attrs.get("size")
+    if not isinstance(size, int) or size < 1:
+        raise EdgeqError(f"LRN '{node.name}': size {size!r} must be a positive integer")
+    if len(x) < 2:
+        raise EdgeqError(f"LRN '{node.name}': input shape {list(x)} has no channel axis")
+    return [TensorType(ts[0].dtype, x)]
 
 
 # --- float kernels --------------------------------------------------------------------------
@@ -64,10 +105,11 @@ def lrn(a: Attrs, x):
     sq = (x.astype(np.float64)) ** 2
     c = x.shape[1]
     lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
-    padded = np.pad(sq, ((0, 0), (lo, hi)) + ((0, 0),) * (x.ndim - 2))
-    csum = np.cumsum(padded, axis=1)
-    csum = np.concatenate([np.zeros_like(csum[:, :1]), csum], axis=1)
-    win = csum[:, size:size + c] - csum[:, :c]
+    # channel j sums channels [j - lo, j + hi] that exist: differences of a prefix sum (no
+    # padding, so a window far larger than C costs nothing)
+    csum = np.concatenate([np.zeros_like(sq[:, :1]), np.cumsum(sq, axis=1)], axis=1)
+    j = np.arange(c)
+    win = csum[:, np.minimum(j + hi, c - 1) + 1] - csum[:, np.maximum(j - lo, 0)]
     y = x / (a.get("bias", 1.0) + a.get("alpha", 1e-4) / size * win) ** a.get("beta", 0.75)
     return (y.astype(x.dtype),)
 

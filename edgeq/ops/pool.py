@@ -21,7 +21,7 @@ from edgeq.numerics.dyadic import (effective_scale, quantize_multiplier, quantiz
 from edgeq.numerics.scheme import INT_RANGE
 from edgeq.ops._integer import centered, out, requant
 from edgeq.ops.base import Attrs, kernel, quantize_rule, result_dtype, shape_rule, traits
-from edgeq.ops.conv import windows
+from edgeq.ops.conv import check_padded, check_window, windows
 
 if TYPE_CHECKING:
     from edgeq.quant.convert import Converter
@@ -88,8 +88,18 @@ def _pool_shape(node, ts):
     if len(x.shape) != 4:
         raise EdgeqError(f"{node.op} '{node.name}': only 2-D pooling is supported, got input "
                          f"shape {list(x.shape)}")
-    oh, ow = pool_output_hw(x.shape[2:], a["kernel_shape"], a["strides"], a["pads"],
+    where = f"{node.op} '{node.name}'"
+    k, pads = a["kernel_shape"], a["pads"]
+    check_window(where, k, a["strides"], pads, a.get("dilations", [1, 1]))
+    if any(pads[i] >= k[i % 2] for i in range(4)):
+        raise EdgeqError(f"{where}: pads {list(pads)} must be smaller than the kernel "
+                         f"{list(k)} (a window entirely in the padding)")
+    check_padded(node, x, pads)
+    oh, ow = pool_output_hw(x.shape[2:], k, a["strides"], pads,
                             a.get("dilations", [1, 1]), a.get("ceil_mode", 0))
+    if oh <= 0 or ow <= 0:
+        raise EdgeqError(f"{where}: kernel {list(k)} is larger than the padded input "
+                         f"{list(x.shape[2:])}")
     return [TensorType(result_dtype(node, x), (x.shape[0], x.shape[1], oh, ow))]
 
 
@@ -103,6 +113,10 @@ def _gap_shape(node, ts):
 def _reduce_shape(node, ts):
     s = ts[0].shape
     axes = node.attrs.get("axes")
+    if axes is not None and (len(set(axes)) != len(axes) or
+                             any(not 0 <= a < len(s) for a in axes)):
+        raise EdgeqError(f"{node.op} '{node.name}': axes {list(axes)} must be distinct axes of "
+                         f"the rank-{len(s)} input")
     axes = range(len(s)) if axes is None else axes
     keep = node.attrs.get("keepdims", 1)
     shape = tuple((1 if i in axes else d) for i, d in enumerate(s) if keep or i not in axes)

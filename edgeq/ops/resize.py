@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeq.ir.graph import Node, TensorType
+from edgeq.ir.graph import EdgeqError, Node, TensorType
 from edgeq.ops.base import (Attrs, kernel, quantize_check, quantize_rule, result_dtype,
                             shape_rule, traits)
 
@@ -45,7 +45,16 @@ LINEAR_MODES = {"align_corners": "align_corners", "asymmetric": "asymmetric",
 
 @shape_rule("Resize", "QResize")
 def _resize_shape(node, ts):
-    return [TensorType(result_dtype(node, ts[0]), tuple(node.attrs["sizes"]))]
+    sizes = tuple(int(s) for s in node.attrs["sizes"])
+    if len(sizes) != len(ts[0].shape) or any(s < 1 for s in sizes):
+        raise EdgeqError(f"{node.op} '{node.name}': sizes {list(sizes)} must be one positive "
+                         f"size per axis of the input {list(ts[0].shape)}")
+    if node.op == "Resize":
+        scales = node.attrs.get("scales", [1.0] * len(sizes))
+        if len(scales) != len(sizes) or not all(np.isfinite(s) and s > 0 for s in scales):
+            raise EdgeqError(f"Resize '{node.name}': scales {list(scales)} must be one finite "
+                             f"positive scale per axis")
+    return [TensorType(result_dtype(node, ts[0]), sizes)]
 
 
 def resize_coords(out_len: int, in_len: int, scale: float, mode: str) -> np.ndarray:

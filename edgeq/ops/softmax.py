@@ -30,6 +30,11 @@ SOFTMAX_QPARAMS = QParams((1.0 / 256,), (-128,))
 
 @shape_rule("Softmax", "QSoftmax")
 def _same_shape(node: Node, ts: list[TensorType]) -> list[TensorType]:
+    r = len(ts[0].shape)
+    ax = node.attrs.get("axis", -1)
+    if not -r <= ax < r:
+        raise EdgeqError(f"{node.op} '{node.name}': axis {ax} is out of range for a rank-{r} "
+                         f"input")
     return [TensorType(result_dtype(node, ts[0]), ts[0].shape)]
 
 
