@@ -27,10 +27,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from edgeq.ir.limits import max_unroll_steps
 from edgeq.ir.graph import EdgeqError, Value
 from edgeq.ops import with_trait
 
-MAX_STEPS = 1024  # time steps x directions unrolled (each step is a dozen or more nodes)
 
 
 def _canonical_activation(op: str, name: str, node_op: str) -> str:
@@ -63,11 +63,12 @@ class _Unroller:
             raise EdgeqError(f"{op} '{name}': direction {direction!r} is not an ONNX direction")
         self.directions = ["forward", "reverse"] if direction == "bidirectional" else [direction]
         nd = len(self.directions)
-        if not 1 <= self.seq * nd <= MAX_STEPS or self.batch < 1:
+        steps = max_unroll_steps()
+        if not 1 <= self.seq * nd <= steps or self.batch < 1:
             raise EdgeqError(f"{op} '{name}': input X {list(x.shape)} has sequence length "
                              f"{self.seq} and batch {self.batch}; edgeq unrolls 1 to "
-                             f"{MAX_STEPS} time steps (over all directions) of a non-empty "
-                             f"batch")
+                             f"{steps} time steps (over all directions) of a non-empty "
+                             f"batch (EDGEQ_MAX_UNROLL_STEPS)")
         self.w = im.const(ins[1], "W", name, op)
         self.r = im.const(ins[2], "R", name, op)
         if self.w.ndim != 3 or self.r.ndim != 3:

@@ -6,6 +6,8 @@ allocates, and refuses with an ``EdgeqError`` naming the tensor or node.
   an import-time fold may build (weights, folded constants, a graph.json, an ``.npy`` member).
 - ``EDGEQ_MAX_ACTIVATION_BYTES`` (default 1 GiB): the largest activation a node's inferred
   output may have (so ``Resize`` by 20000 or pads of 1e6 are refused at import, not at run time).
+- ``EDGEQ_MAX_UNROLL_STEPS`` (default 1024): the most time steps (over all directions) an LSTM
+  or GRU is unrolled into (each step is a dozen nodes or more).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from edgeq.ir.graph import EdgeqError
 
 DEFAULT_MAX_TENSOR_BYTES = 2 << 30
 DEFAULT_MAX_ACTIVATION_BYTES = 1 << 30
+DEFAULT_MAX_UNROLL_STEPS = 1024
 
 
 def _env(name: str, default: int) -> int:
@@ -41,6 +44,11 @@ def max_tensor_bytes() -> int:
 def max_activation_bytes() -> int:
     """The largest activation a node may produce (``EDGEQ_MAX_ACTIVATION_BYTES``)."""
     return _env("EDGEQ_MAX_ACTIVATION_BYTES", DEFAULT_MAX_ACTIVATION_BYTES)
+
+
+def max_unroll_steps() -> int:
+    """The most recurrent time steps import unrolls (``EDGEQ_MAX_UNROLL_STEPS``)."""
+    return _env("EDGEQ_MAX_UNROLL_STEPS", DEFAULT_MAX_UNROLL_STEPS)
 
 
 def nbytes(shape: Sequence[int], itemsize: int) -> int:

@@ -11,7 +11,6 @@ import io
 import os
 import random
 import shutil
-import tempfile
 import zipfile
 
 import atheris
@@ -23,7 +22,7 @@ with atheris.instrument_imports(include=["edgeq"]):
 
 from tests.fuzz import harness
 
-TMP = tempfile.mkdtemp(prefix="edgeq-fuzz-calib-")
+TMP = harness.scratch("calib")
 
 
 def _graph(names: list[str]) -> Graph:

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -40,7 +39,7 @@ with atheris.instrument_imports(include=["edgeq"]):
 
 from tests.fuzz import harness
 
-TMP = tempfile.mkdtemp(prefix="edgeq-fuzz-eqm-")
+TMP = harness.scratch("eqm")
 PATH = os.path.join(TMP, "model.eqm")
 SEED_DIR = os.path.join(harness.ROOT, "build", "fuzz", "eqm_seeds")
 MAX_RUN_ELEMENTS = 100_000  # run the interpreter only on models this small ...

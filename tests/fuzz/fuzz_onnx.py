@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 import warnings
 
 import atheris
@@ -37,7 +36,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from tests.fuzz import harness  # noqa: E402
 
 warnings.simplefilter("ignore", RuntimeWarning)  # NaN and overflow in kernels are not findings
-TMP = tempfile.mkdtemp(prefix="edgeq-fuzz-onnx-")
+TMP = harness.scratch("onnx")
 PATH = os.path.join(TMP, "model.onnx")
 RUN_MAX_ELEMENTS = 100_000      # inputs the interpreter runs on (as `edgeq run` does)
 RUN_MAX_ACTIVATION = 16 << 20   # and only when every activation together stays small

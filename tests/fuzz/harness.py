@@ -10,8 +10,8 @@ with ``if __name__ == "__main__": harness.main(one_input, seeds)``. Run one as
 than ``EdgeqError`` (the one error a user sees), takes over ``--timeout`` seconds, or makes the
 process allocate beyond ``--mem-mb`` (an address-space limit, so a size a file declares and
 edgeq trusts becomes a ``MemoryError``, not a swap storm). The crashing input is written to
-``--artifacts`` (reproduce with ``python -m tests.fuzz.fuzz_onnx --repro FILE``). At the end the
-driver prints ``fuzz NAME: N executions in S s, C crashes``.
+``--artifacts`` (reproduce with ``python -m tests.fuzz.fuzz_onnx --repro FILE``). At the end
+libFuzzer prints ``Done N runs in S second(s)``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,31 @@ import os
 import resource
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 from typing import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def scratch(name: str) -> str:
+    """A scratch folder for one fuzz process (``build/fuzz/scratch/NAME-PID``): libFuzzer ends
+    the process through C ``exit()``, so no clean-up runs; folders of processes that are gone
+    are removed here instead."""
+    base = os.path.join(ROOT, "build", "fuzz", "scratch")
+    os.makedirs(base, exist_ok=True)
+    for entry in os.listdir(base):
+        pid = entry.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(os.path.join(base, entry), ignore_errors=True)
+            except PermissionError:
+                pass
+    path = os.path.join(base, f"{name}-{os.getpid()}")
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 class Stats:
@@ -83,8 +102,8 @@ def main(one_input: Callable[[bytes], None], seeds: Callable[[], dict[str, bytes
     p.add_argument("--timeout", type=int, default=10, help="seconds allowed per input")
     p.add_argument("--mem-mb", type=int, default=2048,
                    help="address space allowed beyond what the process maps at start")
-    p.add_argument("--corpus", help="corpus folder (kept between runs); default: a temp "
-                   "folder seeded from seeds()")
+    p.add_argument("--corpus", help="corpus folder, seeded from seeds() and kept between "
+                   "runs (default: build/fuzz/NAME-corpus)")
     p.add_argument("--artifacts", default=os.path.join(ROOT, "build", "fuzz", name),
                    help="where crashing inputs are written")
     p.add_argument("--repro", metavar="FILE", help="run one input and print what happens")
@@ -96,7 +115,7 @@ def main(one_input: Callable[[bytes], None], seeds: Callable[[], dict[str, bytes
 
     import atheris  # only the fuzz drivers need it
 
-    corpus = args.corpus or tempfile.mkdtemp(prefix=f"edgeq-fuzz-{name}-")
+    corpus = args.corpus or os.path.join(ROOT, "build", "fuzz", f"{name}-corpus")
     os.makedirs(corpus, exist_ok=True)
     for fname, data in seeds().items():
         with open(os.path.join(corpus, fname), "wb") as f:
@@ -104,16 +123,9 @@ def main(one_input: Callable[[bytes], None], seeds: Callable[[], dict[str, bytes
     os.makedirs(args.artifacts, exist_ok=True)
     _limit_memory(args.mem_mb)
     run = guarded(one_input)
-    start = time.perf_counter()
 
-    def report() -> None:
-        print(f"fuzz {name}: {Stats.executions} executions in "
-              f"{time.perf_counter() - start:.0f} s", flush=True)
-
-    import atexit
-    atexit.register(report)
-    if not args.corpus:
-        atexit.register(shutil.rmtree, corpus, True)
+    # libFuzzer ends the process through C exit() at -max_total_time: Python's atexit never
+    # runs, so the summary is libFuzzer's own "Done N runs in S second(s)" line
     libfuzzer = [sys.argv[0], f"-max_total_time={args.seconds}", f"-timeout={args.timeout}",
                  f"-seed={args.seed}", f"-max_len={args.max_len}", "-rss_limit_mb=0",
                  f"-artifact_prefix={args.artifacts}{os.sep}", "-print_final_stats=1",
