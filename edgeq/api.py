@@ -190,7 +190,7 @@ def export(graph: Graph, calib: Any, out: str | os.PathLike | OutputDir,
            calib_samples: int | None = None, progress: bool | None = None,
            deterministic_report: bool = False, npu: str | None = None,
            budgets: Sequence[Budget] = (), baseline: dict[str, Any] | None = None,
-           **quant_options) -> dict[str, Any]:
+           labels: Any = None, **quant_options) -> dict[str, Any]:
     """Quantize an optimized float graph with ``calib`` (as ``quantize`` takes it) and lower it
     to every target, each verified against the integer interpreter (``edgeq.export``). Writes
     the folder ``out`` atomically: ``model.eqm``, one artifact per target and ``report.json``
@@ -199,8 +199,11 @@ def export(graph: Graph, calib: Any, out: str | os.PathLike | OutputDir,
     ``budgets`` (``edgeq.budgets``, e.g. from ``edgeq.toml``) are checked on the finished
     export, against ``baseline`` (an earlier report) for relative goals, and their results
     written into the report (``budgets``); a failed budget does not stop the export.
+    ``labels``: class indices per calibration sample (an array or a ``.npy`` path): the report
+    gets top-1 accuracies (``accuracy``) and ``max_top1_drop`` uses them.
     ``quant_options``: those of ``quantize``."""
     targets = list(targets)
+    labels = _labels(labels)
     if not targets:
         raise EdgeqError(f"--target needs at least one of: {', '.join(available())}")
     out = out if isinstance(out, OutputDir) else OutputDir(out)
@@ -219,13 +222,31 @@ def export(graph: Graph, calib: Any, out: str | os.PathLike | OutputDir,
     with out as tmp:
         report = export_to(graph, data, targets, tmp, quant_options, progress=progress,
                            allow_fallback=allow_fallback, keep_going=keep_going,
-                           backend_options={"npu": npu})
+                           backend_options={"npu": npu}, labels=labels)
         if budgets:
             check_budgets(report, budgets, baseline, tmp)
         _write_json(os.path.join(tmp, "report.json"),
                     without_timings(report) if deterministic_report else report)
         write_html(tmp)
     return report
+
+
+def _labels(labels: Any) -> np.ndarray | None:
+    if labels is None:
+        return None
+    if isinstance(labels, (str, os.PathLike)):
+        path = os.fspath(labels)
+        if not os.path.isfile(path):
+            raise EdgeqError(f"--labels {path}: no such file")
+        try:
+            labels = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise EdgeqError(f"--labels {path}: not a readable .npy array ({e})") from None
+    a = np.asarray(labels)
+    if a.ndim != 1 or a.dtype.kind not in "iu":
+        raise EdgeqError(f"--labels: expected one integer class index per sample, got "
+                         f"{a.dtype}{list(a.shape)}")
+    return a
 
 
 def check_budgets(report: dict[str, Any], budgets: Sequence[Budget],

@@ -11,8 +11,9 @@ value = X}``; the relative types compare with a baseline report (``--baseline``)
   and held-out samples);
 - ``min_sqnr_db``: the target's output SQNR against the float model (held-out samples);
 - ``min_layer_sqnr_db``: the smallest per-layer SQNR of the integer model;
-- ``max_top1_drop``: 1 - top-1 agreement of the integer model with the float model on the
-  evaluation samples (an upper bound of the top-1 accuracy drop, which needs no labels);
+- ``max_top1_drop``: with labels (``--labels``, ``[calibration] labels``), float top-1
+  accuracy minus the integer model's on the held-out samples; without, 1 - top-1 agreement of
+  the integer model with the float model (an upper bound of that drop);
 - ``max_size_kb``: the artifact's size;
 - ``max_arena_kb`` / ``max_sram_kb``: the activation arena (C: the static arena; TFLite Micro:
   the smallest arena it allocates in);
@@ -62,6 +63,8 @@ def _layer_sqnr(t: dict[str, Any], r: dict[str, Any]) -> float | None:
 
 
 def _top1_drop(t: dict[str, Any], r: dict[str, Any]) -> float | None:
+    if "accuracy" in r:  # labels given: the measured drop in top-1 accuracy
+        return r["accuracy"]["top1_drop"]
     a = r.get("quantization", {}).get("top1_agreement")
     return None if a is None else round(1.0 - a, 6)
 

@@ -218,7 +218,7 @@ def cmd_export(args) -> int:
                         bias_correction=not args.no_bias_correction,
                         eval_samples=args.eval_samples,
                         deterministic_report=args.deterministic_report, npu=args.npu,
-                        budgets=budgets, baseline=baseline)
+                        budgets=budgets, baseline=baseline, labels=args.labels)
     print(present.format_export(report))
     files = ["model.eqm"] + [t["artifact"] for t in report["targets"].values()] + [
         "report.json", "report.html"]
@@ -440,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "exit with code 1 (without it, any refusal stops the export before "
                     "calibration)")
     pe.add_argument("--junit", metavar="FILE", help="write the budgets as JUnit test cases")
+    pe.add_argument("--labels", metavar="LABELS.npy", help="class index of every calibration "
+                    "sample: the report gets top-1 accuracies on the held-out samples")
     pe.add_argument("--baseline", metavar="OLD/report.json", help="an earlier report, for "
                     "relative budgets (max-degradation, ...)")
     pe.add_argument("--npu", metavar="NAME|FILE.toml", help="the NPU --target npu-sim "

@@ -38,6 +38,8 @@ MODEL = {
 CALIBRATION = {
     "data": Field("str", ".npy, .npz or a folder of images, relative to this file"),
     "samples": Field("int", "use the first N samples", minimum=1, default=None),
+    "labels": Field("str", ".npy of class indices, one per sample (top-1 accuracy)",
+                    default=None),
 }
 QUANTIZATION = {
     "observer": Field("str", "activation ranges", choices=("minmax", "percentile", "mse",
@@ -136,6 +138,7 @@ def load(path: str) -> dict[str, Any]:
         "std": ",".join(map(str, t["model"]["std"])) if t["model"]["std"] else None,
         "calib": rel(t["calibration"]["data"]) if "calibration" in doc else None,
         "calib_samples": t["calibration"]["samples"],
+        "labels": rel(t["calibration"]["labels"]),
         "output": rel(t["export"]["output"]), "npu": t["export"]["npu"],
         "junit": rel(t["export"]["junit"]),
     }

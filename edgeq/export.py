@@ -188,8 +188,8 @@ def _cpu_s() -> float:
 def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: str,
            quant_options: dict[str, Any] | None = None, progress: bool | None = None,
            allow_fallback: bool = False, stage_cpu_s: dict[str, float] | None = None,
-           keep_going: bool = False, backend_options: dict[str, Any] | None = None
-           ) -> dict[str, Any]:
+           keep_going: bool = False, backend_options: dict[str, Any] | None = None,
+           labels: np.ndarray | None = None) -> dict[str, Any]:
     """``fg``: optimized float graph. Writes ``out_dir`` (which must exist and be empty).
     ``allow_fallback``: targets that can run a node their integer kernels lack in float do so
     (listed in the report under ``float_fallback``) instead of refusing the export.
@@ -200,7 +200,9 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
     exported.
     ``stage_cpu_s``: when given, filled with the CPU seconds of each stage (``quantize``,
     ``references``, then ``lower``, ``verify`` and ``latency`` of each target, as
-    ``"lower NAME"``...). ``backend_options``: passed to every backend (``npu``)."""
+    ``"lower NAME"``...). ``backend_options``: passed to every backend (``npu``).
+    ``labels``: the class index of every calibration sample (one-output classifiers): the
+    report then has the float and integer models' top-1 accuracy on the held-out samples."""
     @contextmanager
     def stage(name: str) -> Iterator[None]:
         t0 = _cpu_s()
@@ -281,7 +283,34 @@ def export(fg: Graph, data: CalibrationData, targets: Sequence[str], out_dir: st
                 shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
     report["integer_interpreter"] = {
         "sqnr_db_vs_float": refs.sqnr_db_vs_float(refs.outputs(ig, refs.sqnr_idx))}
+    if labels is not None:
+        report["accuracy"] = top1_accuracy(refs, labels)
     return report
+
+
+def top1_accuracy(refs: "References", labels: np.ndarray) -> dict[str, Any]:
+    """Top-1 accuracy of the float and the integer model on the held-out samples (the
+    integer model's raw outputs: dequantizing with one positive scale keeps the argmax)."""
+    idx = refs.sqnr_idx
+    if len(labels) < max(idx) + 1:
+        raise EdgeqError(f"--labels has {len(labels)} labels, the calibration data "
+                         f"{max(idx) + 1} samples")
+    ints = refs.outputs(refs.graph, idx)
+    f_hits = i_hits = 0
+    for i, q in zip(idx, ints):
+        f, y = refs.float_outputs[i].reshape(-1), q[refs.output].reshape(-1)
+        if f.size != y.size or f.size < 2:
+            raise EdgeqError(f"--labels needs a classifier's output (scores per class); "
+                             f"'{refs.output}' has {f.size} value(s)")
+        if not 0 <= int(labels[i]) < f.size:
+            raise EdgeqError(f"--labels: label {int(labels[i])} of sample {i} is not one of "
+                             f"the {f.size} classes")
+        f_hits += int(np.argmax(f) == labels[i])
+        i_hits += int(np.argmax(y) == labels[i])
+    n = len(idx)
+    return {"samples": n, "float_top1": round(f_hits / n, 6),
+            "integer_top1": round(i_hits / n, 6),
+            "top1_drop": round((f_hits - i_hits) / n, 6)}
 
 
 def _target_entry(name: str, be, ig: Graph, out_dir: str, refs, rg: Graph | None,

@@ -254,3 +254,33 @@ def test_the_ci_examples_parse_and_run_the_tested_commands():
         text = open(os.path.join(root, "examples", "ci", name)).read()
         assert "edgeq export --config examples/ci/edgeq.toml" in text
         assert "edgeq check build/edgeq --baseline baseline/report.json --junit" in text
+
+
+@pytest.mark.backend
+def test_labels_give_top1_accuracies_and_the_top1_budget_uses_them(project):
+    """A 4-class classifier with given labels: the report has the float and the integer
+    model's top-1 accuracy on the held-out samples, and max_top1_drop is their difference."""
+    rng = np.random.default_rng(1)
+    m = onnx_model([helper.make_node("Flatten", ["x"], ["f"], name="flat"),
+                    helper.make_node("Gemm", ["f", "w"], ["y"], name="fc")],
+                   {"x": ("N", 3, 8, 8)}, ["y"],
+                   {"w": rng.normal(size=(192, 4)).astype(np.float32) * 0.1})
+    (project / "cls.onnx").write_bytes(m.SerializeToString())
+    x = np.load(project / "cal.npy")
+    labels = (x.reshape(8, -1) @ rng.normal(size=(192, 4))).argmax(1)
+    np.save(project / "labels.npy", labels.astype(np.int64))
+    res = run_cli("export", project / "cls.onnx", "--calib", project / "cal.npy", "--labels",
+                  project / "labels.npy", "-o", project / "acc", "--target", "c",
+                  "--eval-samples", "2")
+    assert res.returncode == 0, res.stderr
+    rep = json.loads((project / "acc" / "report.json").read_text())
+    acc = rep["accuracy"]
+    assert acc["samples"] == 2 and acc["top1_drop"] == pytest.approx(
+        acc["float_top1"] - acc["integer_top1"])
+    [r] = B.evaluate(B.parse({"max_top1_drop": 1.0}), {**rep, "targets": {
+        "c": rep["targets"]["c"]}})
+    assert r["value"] == acc["top1_drop"]
+    np.save(project / "bad.npy", np.array([0.5, 1.5]))
+    res = run_cli("export", project / "cls.onnx", "--calib", project / "cal.npy", "--labels",
+                  project / "bad.npy", "-o", project / "acc2", "--target", "c")
+    assert res.returncode == 2 and "one integer class index per sample" in res.stderr
