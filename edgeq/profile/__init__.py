@@ -43,6 +43,7 @@ from edgeq.backends.base import load_integer_model
 from edgeq.ir.graph import EdgeqError, Graph
 from edgeq.ops.cost import activation_bytes, node_macs
 from edgeq.profile import android, energy
+from edgeq.report_html import write_html
 from edgeq.targets import load_target
 
 PROFILED = ("c", "cortex-m4", "cortex-m7", "npu-sim", "ort", "tflite", "tvm")
@@ -178,6 +179,8 @@ def profile(out_dir: str | os.PathLike, targets: Sequence[str], runs: int = 10,
     with open(os.path.join(out_dir, "profile.trace.json"), "w") as f:
         json.dump(chrome_trace(result), f, indent=None, sort_keys=True)
         f.write("\n")
+    if os.path.exists(os.path.join(out_dir, "report.json")):
+        write_html(out_dir)  # report.html gains the per-layer latency plots
     return result
 
 

@@ -53,6 +53,7 @@ def test_host_layers_add_up_to_the_inference_and_name_every_node(exported):
     assert conv["macs"] > 0 and conv["p90"] >= conv["median"] > 0 and conv["runs"] == 7
     assert json.loads((out / "profile.json").read_text())["targets"]["c"]["layers"][0][
         "name"] == "stem/conv"
+    assert 'data-plot="latency-c"' in (out / "report.html").read_text()  # html refreshed
     trace = json.loads((out / "profile.trace.json").read_text())
     spans = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     assert [e["name"] for e in spans] == names
