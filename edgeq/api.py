@@ -215,8 +215,7 @@ def export(graph: Graph, calib: Any, out: str | os.PathLike | OutputDir,
         if b.target != "*" and b.target not in targets:
             raise EdgeqError(f"budget {b.name}: target {b.target} is not exported (targets: "
                              f"{', '.join(targets)})")
-    if budget_rules.needs_baseline(budgets) and baseline is None:
-        budget_rules.evaluate(budgets, {}, None)  # the error naming the budgets
+    budget_rules.require_baseline(budgets, baseline)
     data = calib if isinstance(calib, CalibrationData) else load_calibration(
         os.fspath(calib), graph, calib_samples)
     with out as tmp:

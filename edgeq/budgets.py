@@ -161,18 +161,19 @@ DEFAULT_GATES = [Budget("*", "max_latency_ms", "percent-max-degradation", 10.0),
                  Budget("*", "max_size_kb", "percent-max-degradation", 0.0)]
 
 
-def needs_baseline(budgets: list[Budget]) -> bool:
-    return any(b.goal != "threshold" for b in budgets)
+def require_baseline(budgets: list[Budget], baseline: dict[str, Any] | None) -> None:
+    """Relative goals need a baseline report: refuse them without one, naming them."""
+    names = [b.name for b in budgets if b.goal != "threshold"]
+    if names and baseline is None:
+        raise EdgeqError(f"budgets {', '.join(names)} compare with a baseline: pass "
+                         f"--baseline OLD/report.json")
 
 
 def evaluate(budgets: list[Budget], report: dict[str, Any],
              baseline: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One result per (budget, target): ``{name, target, metric, goal, limit, value, unit,
     ok, message}``; ``ok`` None when a ``*`` budget has no figure on that target (skipped)."""
-    if needs_baseline(budgets) and baseline is None:
-        names = [b.name for b in budgets if b.goal != "threshold"]
-        raise EdgeqError(f"budgets {', '.join(names)} compare with a baseline: pass "
-                         f"--baseline OLD/report.json")
+    require_baseline(budgets, baseline)
     targets = report.get("targets", {})
     results = []
     for b in budgets:

@@ -8,11 +8,12 @@ import json
 import os
 import sys
 import tempfile
-from typing import Sequence
+from typing import IO, Callable, Sequence
 
 import numpy as np
 
 from edgeq import __version__, api, budgets as budget_rules, config, present
+from edgeq.backends.npu_sim.simulate import parse_size
 from edgeq.ir.graph import EdgeqError
 from edgeq.ir.limits import check_activation, check_tensor
 from edgeq.passes.pipeline import PipelineResult
@@ -108,8 +109,8 @@ def _read_npy(path: str) -> np.ndarray:
         raise EdgeqError(f"{path}: not a readable .npy array ({e})") from None
 
 
-def write_atomic_npy(path: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write .npy (one array) or .npz (by name) via a temp file, so a failure leaves nothing."""
+def _write_atomic(path: str, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` through a temp file beside it, so a failure leaves nothing."""
     d = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(d):
         raise EdgeqError(f"{path}: directory {d} does not exist")
@@ -119,13 +120,7 @@ def write_atomic_npy(path: str, arrays: dict[str, np.ndarray]) -> None:
         raise EdgeqError(f"{path}: cannot write in {d} ({e.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            if path.endswith(".npz"):
-                np.savez(f, **arrays)
-            else:
-                if len(arrays) != 1:
-                    raise EdgeqError(f"the model has {len(arrays)} outputs "
-                                     f"({', '.join(arrays)}); write them to an .npz file")
-                np.save(f, next(iter(arrays.values())))
+            write(f)
         os.replace(tmp, path)
     except BaseException as e:
         if os.path.exists(tmp):
@@ -134,6 +129,15 @@ def write_atomic_npy(path: str, arrays: dict[str, np.ndarray]) -> None:
             raise EdgeqError(f"{path}: could not write ({e.strerror}); nothing was written") \
                 from None
         raise
+
+
+def write_atomic_npy(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write .npy (one array) or .npz (by name) atomically."""
+    if not path.endswith(".npz") and len(arrays) != 1:
+        raise EdgeqError(f"the model has {len(arrays)} outputs ({', '.join(arrays)}); write "
+                         f"them to an .npz file")
+    _write_atomic(path, lambda f: np.savez(f, **arrays) if path.endswith(".npz")
+                  else np.save(f, next(iter(arrays.values()))))
 
 
 def cmd_run(args) -> int:
@@ -260,16 +264,7 @@ def _budget_outcome(results: list, junit: str | None) -> int:
 
 
 def write_atomic_text(path: str, text: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise EdgeqError(f"{path}: directory {d} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".edgeq-", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise EdgeqError(f"{path}: could not write ({e.strerror})") from None
+    _write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def cmd_check(args) -> int:
@@ -361,15 +356,8 @@ def _add_quant_args(p: argparse.ArgumentParser) -> None:
 
 
 def _bytes(text: str) -> int:
-    t = text.strip().upper().replace("IB", "B")
-    for suffix, mult in (("KB", 1024), ("MB", 1 << 20), ("K", 1024), ("M", 1 << 20), ("B", 1)):
-        if t.endswith(suffix):
-            t, m = t[: -len(suffix)], mult
-            break
-    else:
-        m = 1
     try:
-        return int(float(t) * m)
+        return int(parse_size(text))
     except ValueError:
         raise EdgeqError(f"--sram {text!r}: expected a size like 64KB, 256K or 65536") from None
 

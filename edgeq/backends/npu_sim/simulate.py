@@ -65,10 +65,6 @@ PeakRule = Callable[[Target], float]
 RULES: dict[str, tuple[CostRule, PeakRule]] = {}
 
 
-def _rules() -> dict[str, tuple[CostRule, PeakRule]]:
-    return RULES
-
-
 def unsupported(graph: Graph) -> list[tuple[str, str, str]]:
     """(op, node, reason) for each node no cost model can place."""
     return [(n.op, n.name, "no accelerator mapping for this op (not an integer op)")
@@ -145,7 +141,7 @@ def simulate(graph: Graph, target: Target | str) -> dict[str, Any]:
     bad = unsupported(graph)
     if bad:
         raise EdgeqError("cannot simulate: " + "; ".join(f"{op} '{n}': {r}" for op, n, r in bad))
-    rule, peak_of = _rules()[target.architecture]
+    rule, peak_of = RULES[target.architecture]
     peak = peak_of(target)
     layers = []
     for node in graph.nodes:
@@ -159,10 +155,10 @@ def simulate(graph: Graph, target: Target | str) -> dict[str, Any]:
                 peak / target.memory("weights").bytes_per_cycle, 3),
             "energy_table": target.energy.name, "note": ESTIMATE_NOTE,
             "overrides": dict(target.overrides),
-            "layers": layers, "total": totals(layers, target)}
+            "layers": layers, "total": totals(layers, target, peak)}
 
 
-def totals(layers: Sequence[dict[str, Any]], target: Target) -> dict[str, Any]:
+def totals(layers: Sequence[dict[str, Any]], target: Target, peak: float) -> dict[str, Any]:
     cycles = sum(r["cycles"] for r in layers)
     by_mem: dict[str, dict[str, int]] = {}
     for r in layers:
@@ -180,8 +176,7 @@ def totals(layers: Sequence[dict[str, Any]], target: Target) -> dict[str, Any]:
             "inference_us": round(cycles / target.clock_hz * 1e6, 3),
             "macs": macs, "bytes": by_mem, "energy_pj": energy,
             "energy_uj": round(energy["total"] / 1e6, 6), "bounds": bounds,
-            "mac_utilization": round(macs / (cycles * _rules()[target.architecture][1](target)),
-                                     4) if cycles else 0.0}
+            "mac_utilization": round(macs / (cycles * peak), 4) if cycles else 0.0}
 
 
 # --- what-if sweeps --------------------------------------------------------------------------
