@@ -37,6 +37,24 @@ def test_zoo_model_on_ort_within_one_lsb_per_layer_and_end_to_end(name, zoo_dir,
     assert "QuantizeLinear" in ort["op_counts"]
 
 
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet8"])
+def test_residual_models_run_on_ort_integer_kernels_only(name, zoo_dir, tmp_path):
+    """Every QDQ group fuses: no float Conv / Add / Gemm left in ORT's optimized graph. With
+    int8 activations ORT's x86 S8-to-U8 rewrite skipped each residual's skip value (a
+    QuantizeLinear read twice), leaving 6 float convolutions and 3 float Adds in MobileNetV2."""
+    import onnx
+
+    from edgeq.backends.ort_qdq import _session
+
+    fg, cal = _float_and_data(name, zoo_dir, n=8)
+    export(fg, cal, ["ort"], str(tmp_path), {"eval_samples": 2})
+    with open(tmp_path / "model.qdq.onnx", "rb") as f:
+        _session(f.read(), 1, profile_dir=str(tmp_path))
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert ops.count("QLinearConv") >= 7 and ops.count("QLinearAdd") >= 3, ops
+    assert not {"Conv", "Add", "Gemm", "MatMul"} & set(ops), ops
+
+
 @pytest.mark.slow
 def test_mobilenet_sqnr_on_ort_within_1db_of_the_interpreter(zoo_dir, tmp_path):
     fg, cal = _float_and_data("mobilenet_v2", zoo_dir, n=48)

@@ -2,7 +2,9 @@
 
 Arithmetic ops become ``DequantizeLinear -> float op -> QuantizeLinear`` with the integer graph's
 exact integers and scales (int8 weights per channel, int32 bias at ``s_x * s_w``), which ORT's
-CPU provider fuses into integer kernels (QLinearConv, QGemm...). ORT requantizes with a float
+CPU provider fuses into integer kernels (QLinearConv, QGemm...); int8 values are stored as
+uint8 (+128, exact) so that every group fuses on x86, residual skips included (``lower.py``,
+``U8_SHIFT``), int8 at the artifact's edges. ORT requantizes with a float
 scale, so results may differ from edgeq's dyadic rescale by 1 LSB per layer: ``describe`` checks
 that bound node by node on identical inputs. Lookup tables become an exact integer ``Gather``;
 data movement stays on int8.

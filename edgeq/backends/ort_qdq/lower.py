@@ -81,6 +81,10 @@ class Builder:
         return out
 
     def zp_array(self, v: Value, zp) -> np.ndarray:
+        """``v``'s zero point as the artifact stores it: int8 values are uint8 here
+        (``U8_SHIFT``)."""
+        if v.dtype == DType.INT8:
+            return (np.asarray(zp, np.int16) + U8_SHIFT).astype(np.uint8)
         return np.asarray(zp, v.dtype.numpy if v.dtype != DType.INT4 else np.int8)
 
     def dq(self, v: Value) -> str:
@@ -90,7 +94,7 @@ class Builder:
         if v.name in self.floats:
             return self.floats[v.name]
         qp = v.qparams
-        src = self.const(v.name, v.const) if v.is_const else v.name
+        src = self.const(v.name, _stored(v, v.const)) if v.is_const else v.name
         if len(qp.scale) > 1:
             axis = _channel_axis(v, len(qp.scale))
             s = self.const(f"{v.name}/scale", np.asarray(qp.scale, np.float32))
@@ -256,9 +260,10 @@ def _lookup(b: Builder, n: Node) -> None:
     """Exact: y = table[x - min(dtype)] as an integer Gather."""
     x = n.inputs[0]
     idx = b.node("Cast", [x.name], f"{n.name}/idx", to=6)  # int32
-    off = b.node("Add", [idx, b.const(f"{n.name}/offset", np.int32(-np.iinfo(
-        x.dtype.numpy).min))], f"{n.name}/offset_add")
-    table = np.asarray(n.attrs["table"]).astype(n.outputs[0].dtype.numpy)
+    low = 0 if x.dtype == DType.INT8 else np.iinfo(x.dtype.numpy).min  # uint8 from 0
+    off = b.node("Add", [idx, b.const(f"{n.name}/offset", np.int32(-low))],
+                 f"{n.name}/offset_add")
+    table = _stored(n.outputs[0], np.asarray(n.attrs["table"]))
     b.nodes.append(b.h.make_node("Gather", [b.const(f"{n.name}/table", table), off],
                                  [n.outputs[0].name], name=n.name, axis=0))
 
@@ -338,8 +343,8 @@ def _pad(b: Builder, n: Node) -> None:
     a = n.attrs
     ins = [b.const(f"{n.name}/pads", np.asarray(a["pads"], np.int64))]
     if a.get("mode", "constant") == "constant":
-        ins.append(b.const(f"{n.name}/value", np.asarray(a.get("value", 0),
-                                                          n.inputs[0].dtype.numpy)))
+        ins.append(b.const(f"{n.name}/value", _stored(n.inputs[0], np.asarray(
+            a.get("value", 0)))))
     _int_node(b, n, "Pad", ins, mode=a.get("mode", "constant"))
 
 
@@ -372,6 +377,9 @@ def _qresize(b: Builder, n: Node) -> None:
     y0, y1, fy = linear_taps(h, oh, mode)
     x0, x1, fx = linear_taps(w, ow, mode)
     xi = b.node("Cast", [x.name], f"{n.name}/wide", to=7)  # int64
+    if x.dtype == DType.INT8:  # back to int8 values: the rounding is not shift-invariant
+        xi = b.node("Sub", [xi, b.const(f"{n.name}/unshift", np.int64(U8_SHIFT))],
+                    f"{n.name}/signed")
     acc = None
     for k, (rows, wr) in enumerate(((y0, 1024 - fy), (y1, fy))):
         r = b.node("Gather", [xi, b.const(f"{n.name}/rows{k}", rows.astype(np.int64))],
@@ -389,15 +397,58 @@ def _qresize(b: Builder, n: Node) -> None:
                                 f"{n.name}/nudged"), b.const(f"{n.name}/one", np.int64(1 << 20))],
                  f"{n.name}/magnitude")
     q = b.node("Mul", [mag, b.node("Sign", [acc], f"{n.name}/sign")], f"{n.name}/rounded")
+    if y.dtype == DType.INT8:
+        q = b.node("Add", [q, b.const(f"{n.name}/shift", np.int64(U8_SHIFT))],
+                   f"{n.name}/unsigned")
     b.nodes.append(b.h.make_node("Cast", [q], [y.name], name=n.name,
-                                 to=_onnx_type(y.dtype)))
+                                 to=_onnx_type(y.dtype, stored=True)))
 
 
-def _onnx_type(dtype: DType) -> int:
+def _onnx_type(dtype: DType, stored: bool = False) -> int:
+    """The ONNX element type of a value's public tensors; ``stored``: inside the artifact,
+    where int8 values are uint8 (``U8_SHIFT``)."""
     from onnx import TensorProto
 
+    if stored and dtype == DType.INT8:
+        return TensorProto.UINT8
     return {DType.INT8: TensorProto.INT8, DType.INT16: TensorProto.INT16,
             DType.FLOAT32: TensorProto.FLOAT}[dtype]
+
+
+# int8 values are stored as uint8 (q + 128, zero point + 128: the same reals, exactly). On
+# x86, ORT rewrites int8 QDQ activations to uint8 itself (its S8-to-U8 transformer), but not a
+# QuantizeLinear read by two DequantizeLinears (a residual's skip value): the convolutions and
+# the Add beside every residual then had mixed types and stayed float Conv / Add in the
+# optimized graph (6 convolutions and 3 Adds of the zoo MobileNetV2, ORT 1.32). Stored as
+# uint8, every QDQ group fuses into ORT's integer kernels. Public int8 inputs and outputs
+# are converted at the edges (Cast to int16, +-128, Cast).
+U8_SHIFT = 128
+
+
+def _stored(v: Value, q: np.ndarray) -> np.ndarray:
+    """Integers of value ``v`` as the artifact stores them."""
+    if v.dtype == DType.INT8:
+        return (np.asarray(q).astype(np.int16) + U8_SHIFT).astype(np.uint8)
+    return np.asarray(q).astype(v.dtype.numpy)
+
+
+def _to_stored(b: Builder, public: str, stored: str, base: str) -> None:
+    """int8 tensor ``public`` -> its uint8 twin ``stored``."""
+    from onnx import TensorProto
+
+    wide = b.node("Cast", [public], f"{base}/wide", to=TensorProto.INT16)
+    up = b.node("Add", [wide, b.const(f"{base}/shift", np.int16(U8_SHIFT))], f"{base}/up")
+    b.nodes.append(b.h.make_node("Cast", [up], [stored], name=f"{base}/to_u8",
+                                 to=TensorProto.UINT8))
+
+
+def _to_public(b: Builder, stored: str, public: str, base: str) -> None:
+    """uint8 tensor ``stored`` -> the int8 tensor ``public``."""
+    from onnx import TensorProto
+
+    wide = b.node("Cast", [stored], f"{base}/wide", to=TensorProto.INT16)
+    down = b.node("Sub", [wide, b.const(f"{base}/shift", np.int16(U8_SHIFT))], f"{base}/down")
+    b.nodes.append(b.h.make_node("Cast", [down], [public], name=base, to=TensorProto.INT8))
 
 
 def lower_graph(graph: Graph, nodes: list[Node] | None = None,
@@ -419,11 +470,19 @@ def lower_graph(graph: Graph, nodes: list[Node] | None = None,
             z = b.const(f"{v.name}/zp", b.zp_array(v, v.qparams.zero_point[0]))
             b.nodes.append(helper.make_node("QuantizeLinear", [v.name, s, z], [renamed[v.name]],
                                             name=f"{v.name}/q"))
-    else:
-        renamed = {}
+    edges: set[int] = set()  # the public int8 <-> stored uint8 conversions (not renamed)
+
+    def edge(convert, *args) -> None:
+        start = len(b.nodes)
+        convert(b, *args)
+        edges.update(id(nd) for nd in b.nodes[start:])
+    if int_inputs is not None:
+        renamed = {v.name: f"{v.name}__u8" for v in int_inputs if v.dtype == DType.INT8}
         for v in int_inputs:
             inputs.append(helper.make_tensor_value_info(v.name, _onnx_type(v.dtype),
                                                         list(v.shape)))
+            if v.name in renamed:
+                edge(_to_stored, v.name, renamed[v.name], f"{v.name}/in")
     for n in nodes if nodes is not None else graph.nodes:
         LOWER[n.op].emit(b, n)
     outputs = []
@@ -431,8 +490,11 @@ def lower_graph(graph: Graph, nodes: list[Node] | None = None,
         for v in graph.outputs:
             outputs.append(helper.make_tensor_value_info(f"{v.name}_q", _onnx_type(v.dtype),
                                                          list(v.shape)))
-            b.nodes.append(helper.make_node("Identity", [v.name], [f"{v.name}_q"],
-                                            name=f"{v.name}/int_out"))
+            if v.dtype == DType.INT8:
+                edge(_to_public, f"{v.name}__int", f"{v.name}_q", f"{v.name}/int_out")
+            else:
+                b.nodes.append(helper.make_node("Identity", [v.name], [f"{v.name}_q"],
+                                                name=f"{v.name}/int_out"))
         outputs = [helper.make_tensor_value_info(v.name, _onnx_type(DType.FLOAT32),
                                                  list(v.shape)) for v in graph.outputs] + outputs
         # dequantized outputs under the public names: rename integer tensors to avoid clashes
@@ -446,8 +508,15 @@ def lower_graph(graph: Graph, nodes: list[Node] | None = None,
     else:
         outputs = [helper.make_tensor_value_info(v.name, _onnx_type(v.dtype), list(v.shape))
                    for n in nodes for v in n.outputs]
+        for n in nodes:
+            for v in n.outputs:
+                if v.dtype == DType.INT8:
+                    renamed[v.name] = f"{v.name}__u8"
+                    edge(_to_public, renamed[v.name], v.name, f"{v.name}/out")
     for node in b.nodes:  # apply the renames (graph input/output names are public)
         if node.op_type in ("QuantizeLinear",) and node.output[0] in renamed.values():
+            continue
+        if id(node) in edges:
             continue
         if node.name.endswith("/dq_out"):
             continue
