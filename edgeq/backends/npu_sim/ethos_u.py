@@ -508,6 +508,16 @@ def _copy(a: Arch, lay: Layer, c: Compute) -> float:
     return cycles
 
 
+# Vela lays a fully connected layer's rows (its batch) out as an H x W plane: this table
+# (tflite_graph_optimiser.py, convert_batched_fc_shape), and 64 rows as 8 x 8 (the C++ core's
+# schedule, vela --verbose-schedule, on the zoo's layer norms); other counts as 1 x rows
+FC_ROW_SPLIT = {4: (2, 2), 6: (2, 3), 8: (2, 4), 9: (3, 3), 12: (3, 4), 16: (4, 4), 64: (8, 8)}
+
+
+def _fc_rows(n: int) -> tuple[int, int]:
+    return FC_ROW_SPLIT.get(n, (1, n))
+
+
 def cost(lay: Layer, target: Target) -> Compute:
     a = Arch.of(target)
     c = Compute(0.0, 0.0, 0.0, latency_included=True)  # block transfers carry their latency
@@ -526,8 +536,8 @@ def cost(lay: Layer, target: Target) -> Compute:
         cycles = _conv_weights(a, lay, op, c)
     elif lay.kind == "matmul" and lay.weights_const:
         ifm, ofm = _hwc(lay.ifm, False), _hwc(lay.ofm, False)
-        op = Op(VECTOR, (1, ifm[0] * ifm[1], ifm[2]), (1, ofm[0] * ofm[1], ofm[2]),
-                ifm_bits=ib8, ofm_bits=ob8)
+        rows = _fc_rows(ifm[0] * ifm[1])
+        op = Op(VECTOR, rows + (ifm[2],), rows + (ofm[2],), ifm_bits=ib8, ofm_bits=ob8)
         # Vela streams fully connected weights once, straight from the weight memory
         comp, _ = _mac_op(a, op, a.wmem.read_latency_cycles, c)
         cycles = _weights(a, lay, op, comp, 1, c)
@@ -548,8 +558,8 @@ def cost(lay: Layer, target: Target) -> Compute:
         if lay.op == "QReduceMean":  # over the last axis: Vela sums with a 1-column FC
             ifm, ofm = _hwc(lay.ifm, False), _hwc(lay.ofm, False)
             if ofm[2] == 1:
-                op = Op(VECTOR, (1, ifm[0] * ifm[1], ifm[2]), (1, ifm[0] * ifm[1], 1),
-                        ifm_bits=ib8, ofm_bits=ob8)
+                rows = _fc_rows(ifm[0] * ifm[1])
+                op = Op(VECTOR, rows + (ifm[2],), rows + (1,), ifm_bits=ib8, ofm_bits=ob8)
                 cycles, _ = _mac_op(a, op, a.wmem.read_latency_cycles, c)
                 c.move(a.wmem.name, read=round(ifm[2] * a.ratio) + a.scale_bytes)
                 return _done(c, cycles, lay, peak)
