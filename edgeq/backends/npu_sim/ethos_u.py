@@ -320,18 +320,23 @@ def _bus_bytes(mem: Memory, bits: int, block: HWC, shape: HWC, elements: float, 
     return float(math.ceil(elements * bits / 8 * mem.burst_bytes / burst))
 
 
-def _block_transfer(mem: Memory, bits: int, block: HWC, shape: HWC, read: bool) -> float:
+def _block_transfer(mem: Memory, bits: int, block: HWC, shape: HWC, read: bool,
+                    brick: bool | None = None) -> float:
     n = math.prod(min(x, y) for x, y in zip(shape, block))
     lat = mem.read_latency_cycles if read else mem.write_latency_cycles
-    return lat + int(_bus_bytes(mem, bits, block, shape, n, read) / mem.bytes_per_cycle)
+    return lat + int(_bus_bytes(mem, bits, block, shape, n, read, brick) / mem.bytes_per_cycle)
 
 
 def _ao_per_element(a: Arch, op: Op) -> float:
     return max(a.out_cpe[op.ao_index], a.act_cpe[op.act_index])
 
 
-def _mac_op(a: Arch, op: Op, bias_latency: float, c: Compute) -> tuple[float, int]:
-    """Cycles of a MAC op (Vela's EstimateMacOpCycles) and its feature-map traffic into ``c``."""
+def _mac_op(a: Arch, op: Op, bias_latency: float, c: Compute, ifm_mem: Memory | None = None,
+            ifm_brick: bool | None = None) -> tuple[float, int]:
+    """Cycles of a MAC op (Vela's EstimateMacOpCycles) and its feature-map traffic into ``c``;
+    the IFM is read from ``ifm_mem`` (default: the activation memory), in bricks when
+    ``ifm_brick`` (default: when it is 16 channels or deeper)."""
+    src = a.act if ifm_mem is None else ifm_mem
     ob, ib, part = block_config(a, op)
     obc = tuple(min(x, y) for x, y in zip(op.ofm, ob))
     ub = _ublock(a, op)
@@ -341,7 +346,7 @@ def _mac_op(a: Arch, op: Op, bias_latency: float, c: Compute) -> tuple[float, in
     if op.npu in (CONV, DEPTHWISE, VECTOR) and bias_latency:  # scales: 256 B per latency
         ao = max(ao, a.scale_bytes * obc[2] * bias_latency / 256)
     mac = _mac_cycles_per_block(a, op, ob, ib, part)
-    ifm_cyc = _block_transfer(a.act, op.ifm_bits, ib, op.ifm, True)
+    ifm_cyc = _block_transfer(src, op.ifm_bits, ib, op.ifm, True, ifm_brick)
     ofm_cyc = _block_transfer(a.act, op.ofm_bits, ob, op.ofm, False)
     issue = ((abs(ofm_cyc - ifm_cyc) if n_blocks > 1 else 0) + mac + ao) / CMD_ISSUE_PARALLELISM
     bmac, bao = max(mac, issue), max(ao, issue)
@@ -354,10 +359,11 @@ def _mac_op(a: Arch, op: Op, bias_latency: float, c: Compute) -> tuple[float, in
         grid[2] = 1
     subk = _cdiv(op.kernel[0], a.subkernel[0]) * _cdiv(op.kernel[1], a.subkernel[1])
     ibc = tuple(min(x, y) for x, y in zip(op.ifm, ib))
-    fetch = ibc[0] * ibc[1] * _depth(op.ifm[2]) * subk * math.prod(grid)
-    c.move(a.act.name, read=_bus_bytes(a.act, op.ifm_bits, ib, op.ifm, fetch, True),
-           write=_bus_bytes(a.act, op.ofm_bits, ob, op.ofm,
-                            op.ofm[0] * op.ofm[1] * _depth(op.ofm[2]), False))
+    depth = _rup(op.ifm[2], 16) if ifm_brick else _depth(op.ifm[2])
+    fetch = ibc[0] * ibc[1] * depth * subk * math.prod(grid)
+    c.move(src.name, read=_bus_bytes(src, op.ifm_bits, ib, op.ifm, fetch, True, ifm_brick))
+    c.move(a.act.name, write=_bus_bytes(a.act, op.ofm_bits, ob, op.ofm,
+                                        op.ofm[0] * op.ofm[1] * _depth(op.ofm[2]), False))
     c.detail.update(ofm_block=list(ob), ifm_block=list(ib),
                     traversal="part-kernel" if part else "depth-first"
                     if op.npu in (CONV, VECTOR) else op.npu,
@@ -371,13 +377,13 @@ def _conv_weights(a: Arch, lay: Layer, op: Op, c: Compute) -> float:
     """A convolution with its weights either streamed from the weight memory (scales fetched
     at its latency) or DMA'd into SRAM first, the way Vela's scheduler picks: buffered when the
     weights are re-read for several OFM block positions, or when streaming is slower."""
-    direct = Compute(0.0, 0.0, 0.0)
+    direct = Compute(0.0, 0.0, 0.0, latency_included=True)
     comp, refetch = _mac_op(a, op, a.wmem.read_latency_cycles, direct)
     streamed = _weights(a, lay, op, comp, 1, direct, buffered=False)
     if a.wmem.name == a.act.name:
         c.__dict__.update(direct.__dict__)
         return streamed
-    buf = Compute(0.0, 0.0, 0.0)
+    buf = Compute(0.0, 0.0, 0.0, latency_included=True)
     comp_b, _ = _mac_op(a, op, a.act.read_latency_cycles, buf)
     buffered = _weights(a, lay, op, comp_b, max(refetch, 1), buf, buffered=True)
     enc = buf.detail["encoded_weight_bytes"]
@@ -500,16 +506,33 @@ def _copy(a: Arch, lay: Layer, c: Compute) -> float:
     cycles = max(per * a.mac_scale, read / a.act.bytes_per_cycle) + \
         a.act.read_latency_cycles + a.act.write_latency_cycles
     if lay.op == "Pad" and len(lay.ofm) == 4:
-        # Vela: the copy of the input plus one fill per padded side, each reading its zero
-        # constant from the weight memory (two bursts) into the output
+        # Vela: a copy of the input into the output's interior, then one fill per padded side
+        # (top and bottom rows across the output's width, left and right columns down its
+        # height), each a 1 x 1 pooling no-op on the NPU (MemoryCopy) whose IFM is the zero
+        # constant, kept in the weight memory in bricks (NHCWB16): each block of a fill waits
+        # for that memory's latency. Which sides are padded is not in the layer: the growth is
+        # split evenly between the two sides of an axis
         ofm = _hwc(lay.ofm, True)
-        sides = [(ofm[0] - ifm[0], ofm[1]), (ofm[1] - ifm[1], ofm[0])]
-        fills = [rows for grow, rows in sides if grow > 0 for _ in range(2)]
-        for _ in fills:
-            cycles += a.wmem.read_latency_cycles + a.act.write_latency_cycles + \
-                2 * a.wmem.burst_bytes / a.wmem.bytes_per_cycle
-            c.move(a.wmem.name, read=2 * a.wmem.burst_bytes)
-        c.detail["pad_fills"] = len(fills)
+        c.traffic.clear()
+        cycles, _ = _mac_op(a, Op(POOL, ifm, ifm, ifm_bits=lay.ifm_bits,
+                                  ofm_bits=lay.ofm_bits), 0.0, c)
+        grow_h, grow_w = ofm[0] - ifm[0], ofm[1] - ifm[1]
+        sides = [(t, ofm[1]) for t in (_cdiv(grow_h, 2), grow_h // 2) if t > 0] + \
+            [(ofm[0], t) for t in (_cdiv(grow_w, 2), grow_w // 2) if t > 0]
+        for h, w in sides:
+            side = (h, w, ofm[2])
+            f = Compute(0.0, 0.0, 0.0)
+            fill, _ = _mac_op(a, Op(POOL, side, side, ifm_bits=lay.ofm_bits,
+                                    ofm_bits=lay.ofm_bits), 0.0, f, ifm_mem=a.wmem,
+                              ifm_brick=True)
+            cycles += fill
+            # the constant's bricks as Vela counts them: 16 channels per IFM block element,
+            # once per OFM block, without burst padding (its per-layer weight-memory cycles)
+            ob, ib = f.detail["ofm_block"], f.detail["ifm_block"]
+            blocks = _cdiv(h, ob[0]) * _cdiv(w, ob[1])
+            c.move(a.wmem.name, read=min(h, ib[0]) * min(w, ib[1]) * _rup(ofm[2], 16) * blocks)
+            c.move(a.act.name, write=f.traffic[a.act.name][1])
+        c.detail = {"pad_fills": len(sides), "dma_bytes": lay.ifm_bytes + n * nb}
     elif lay.op == "Transpose" and len(lay.ofm) > 4:
         # beyond 4-D Vela splits the transpose into one per leading slice, and their strided
         # writes move one element per burst
