@@ -601,6 +601,18 @@ def cost(lay: Layer, target: Target) -> Compute:
                 cycles, _ = _mac_op(a, op, a.wmem.read_latency_cycles, c)
                 c.move(a.wmem.name, read=round(ifm[2] * a.ratio) + a.scale_bytes)
                 return _done(c, cycles, lay, peak)
+            if ofm[1] == 1 and ofm[2] == ifm[2] and ifm[1] > 1:
+                # over the second-last axis: Vela transposes that axis last (an NPU
+                # transpose), then sums it with the same 1-column fully connected layer
+                moved = Layer(lay.name, "Transpose", "movement", lay.ifm, None,
+                              lay.ifm[:-2] + (lay.ifm[-1], lay.ifm[-2]), ib8, ib8, 0, 0)
+                cycles = _copy(a, moved, c)
+                rows = _fc_rows(ifm[0] * ifm[2])
+                op = Op(VECTOR, rows + (ifm[1],), rows + (1,), ifm_bits=ib8, ofm_bits=ob8)
+                cycles += _mac_op(a, op, a.wmem.read_latency_cycles, c)[0]
+                c.move(a.wmem.name, read=round(ifm[1] * a.ratio) + a.scale_bytes)
+                c.detail["lowered"] = "transpose + fully connected sum"
+                return _done(c, cycles, lay, peak)
             ifm, ofm = (1, ifm[1], ifm[2]), (1, 1, ifm[2])
             kernel = (1, ifm[1])
         else:
