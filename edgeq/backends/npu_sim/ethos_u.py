@@ -26,11 +26,19 @@ pooling, reduce-sum) runs as follows.
 - **Command issue**: ``(|OFM block write - IFM block read| + MAC + AO) / 4`` per block bounds
   both; the layer takes ``blocks x max(MAC, AO) + the other once + first IFM block read +
   last OFM block write`` (block transfers: latency + bytes / bandwidth).
-- **Weights**: Vela encodes them (``weight_compression_ratio`` of the int8 bytes plus
-  ``scale_bytes_per_channel``). When the weights are re-read for more than one OFM block in
-  H x W they are DMA'd once from the weight memory into SRAM, double-buffered per OFM depth
-  slice: the layer takes ``max(whole transfer, compute + first slice transfer)`` and the SRAM
-  is read once per block position. Otherwise they stream straight from the weight memory.
+- **Weights**: encoded as Vela's encoder lays them out (``encoded_weight_bytes``): per OFM
+  depth slice the scales (``scale_bytes_per_channel`` each) and the compressed weights, each
+  padded to 16 bytes; a weight costs ``weight_compression_ratio`` bytes, a zero of the NPU
+  order's padding ``PAD_ZERO_BITS`` x the slice's share of real weights. When the weights are
+  re-read for more than one OFM block in H x W (or streaming is slower) they are DMA'd from
+  the weight memory into SRAM in two depth slices: the first is a prefetch under the previous
+  layer (``simulate.Prefetch``: the NPU waits ``max(first DMA - slack, 0)``, and at least
+  ``whole DMA - slack + last slice's compute``; a DMA is ``latency + bytes / bandwidth``),
+  the weight memory moves the rest during the layer, the SRAM is read once per block
+  position. Otherwise they stream straight from the weight memory, the scales at its latency.
+- **Fully connected**: the rows (a batch) form a plane (``FC_ROW_SPLIT``, Vela's batching
+  split) so that one OFM block can cover them; a mean over the last axis is a 1-column fully
+  connected sum, over the second-last axis a transpose then that sum.
 - **IFM re-reads**: the IFM block is fetched once per OFM block (so once per OFM depth slice)
   and per sub-kernel; feature maps move in bursts (brick format NHCWB16: 16 bytes x block
   width per burst), weaker bursts cost the memory's whole ``burst_bytes``.
@@ -40,9 +48,12 @@ Element-wise ops take ``max(elements x AO, command issue)``; an operand that is 
 bursts of its channel bytes, twice for the rescaling add/sub. Lookups are an element-wise op
 with the LUT activation plus the table's transfer; softmax runs Vela's int8 decomposition
 (row max, exp LUT, sum, reciprocal by Newton-Raphson on the rows, scale). Data movement
-(transpose, concat, slice, pad) is an NPU copy on the output stage, bounded by the activation
-memory. The layer's bytes per memory are bus bytes (burst padding included), so that
-``simulate``'s ``max(compute, memory cycles)`` is the bound Vela reports.
+(transpose, concat, slice) is an NPU copy on the output stage, bounded by the activation
+memory; a pad is Vela's copy of the input into the output's interior plus one fill per padded
+side, each a 1 x 1 pooling no-op whose IFM is the zero constant in the weight memory (bricks),
+so each of its blocks waits for that memory's latency. The layer's bytes per memory are bus
+bytes (burst padding included), so that ``simulate``'s ``max(compute, memory cycles)`` is the
+bound Vela reports.
 """
 
 from __future__ import annotations
