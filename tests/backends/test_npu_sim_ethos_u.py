@@ -190,3 +190,15 @@ def test_conv_layers_within_20_percent_of_vela(tmp_path):
         assert abs(r["cycles"] / v - 1) <= 0.20, (r["name"], r["cycles"], v)
         checked += 1
     assert checked == 2
+
+
+def test_maps_between_layers_are_bricks_and_the_graph_input_is_not():
+    def add(**flags) -> Layer:
+        return Layer("add", "QAdd", "elementwise", (1, 8, 24, 24), (1, 8, 24, 24),
+                     (1, 8, 24, 24), 8, 8, 0, 0, **flags)
+
+    t = load_target("ethos-u55-128")
+    inner = ethos_u.cost(add(), t).mac_cycles
+    edge = ethos_u.cost(add(ifm_is_graph_input=True, ofm_is_graph_output=True), t).mac_cycles
+    # Vela stores the 8 channels between layers in NHCWB16 bricks: 16 deep, twice the work
+    assert inner == pytest.approx(2 * edge, rel=0.05)

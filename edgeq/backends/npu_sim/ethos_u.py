@@ -59,7 +59,7 @@ bound Vela reports.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from edgeq.backends.npu_sim.simulate import Compute, Prefetch
 from edgeq.ops.mapping import Layer
@@ -160,6 +160,9 @@ class Op:
     ifm2: HWC | None = None
     ao_index: int = OTHER
     act_index: int = ACT_NONE
+    # stored in NHCWB16 bricks (depth padded to 16); None: when 16 channels or deeper
+    ifm_brick: bool | None = None
+    ofm_brick: bool | None = None
 
 
 def _part_kernel(op: Op) -> bool:
@@ -297,11 +300,13 @@ def _mac_cycles_per_block(a: Arch, op: Op, ob: HWC, ib: HWC, part: bool) -> floa
     return total * a.mac_scale / a.cores
 
 
-def _depth(c: int) -> int:
-    """Stored depth of a feature map: NHCWB16 bricks pad it to 16; a map shallower than 16
-    (in the zoo: the network input) is taken as NHWC, unpadded (an assumption: the layer does
-    not say whether it is a graph input)."""
-    return c if c < 16 else _rup(c, 16)
+def _depth(c: int, brick: bool | None = None) -> int:
+    """Stored depth of a feature map: NHCWB16 bricks pad it to 16, NHWC does not. Vela keeps
+    the graph's input and output NHWC and every map in between in bricks; ``None`` (a map
+    whose place in the graph is not known): bricks from 16 channels up."""
+    if brick is None:
+        brick = c >= 16
+    return _rup(c, 16) if brick else c
 
 
 def _burst_bytes(mem: Memory, bits: int, block: HWC, shape: HWC, read: bool, brick: bool,
@@ -357,8 +362,10 @@ def _mac_op(a: Arch, op: Op, bias_latency: float, c: Compute, ifm_mem: Memory | 
     if op.npu in (CONV, DEPTHWISE, VECTOR) and bias_latency:  # scales: 256 B per latency
         ao = max(ao, a.scale_bytes * obc[2] * bias_latency / 256)
     mac = _mac_cycles_per_block(a, op, ob, ib, part)
+    if ifm_brick is None:
+        ifm_brick = op.ifm_brick
     ifm_cyc = _block_transfer(src, op.ifm_bits, ib, op.ifm, True, ifm_brick)
-    ofm_cyc = _block_transfer(a.act, op.ofm_bits, ob, op.ofm, False)
+    ofm_cyc = _block_transfer(a.act, op.ofm_bits, ob, op.ofm, False, op.ofm_brick)
     issue = ((abs(ofm_cyc - ifm_cyc) if n_blocks > 1 else 0) + mac + ao) / CMD_ISSUE_PARALLELISM
     bmac, bao = max(mac, issue), max(ao, issue)
     cycles = (bmac * n_blocks + bao) if bmac > bao else (bao * n_blocks + bmac)
@@ -370,11 +377,10 @@ def _mac_op(a: Arch, op: Op, bias_latency: float, c: Compute, ifm_mem: Memory | 
         grid[2] = 1
     subk = _cdiv(op.kernel[0], a.subkernel[0]) * _cdiv(op.kernel[1], a.subkernel[1])
     ibc = tuple(min(x, y) for x, y in zip(op.ifm, ib))
-    depth = _rup(op.ifm[2], 16) if ifm_brick else _depth(op.ifm[2])
-    fetch = ibc[0] * ibc[1] * depth * subk * math.prod(grid)
+    fetch = ibc[0] * ibc[1] * _depth(op.ifm[2], ifm_brick) * subk * math.prod(grid)
     c.move(src.name, read=_bus_bytes(src, op.ifm_bits, ib, op.ifm, fetch, True, ifm_brick))
-    c.move(a.act.name, write=_bus_bytes(a.act, op.ofm_bits, ob, op.ofm,
-                                        op.ofm[0] * op.ofm[1] * _depth(op.ofm[2]), False))
+    c.move(a.act.name, write=_bus_bytes(a.act, op.ofm_bits, ob, op.ofm, op.ofm[0] * op.ofm[1]
+                                        * _depth(op.ofm[2], op.ofm_brick), False, op.ofm_brick))
     c.detail.update(ofm_block=list(ob), ifm_block=list(ib),
                     traversal="part-kernel" if part else "depth-first"
                     if op.npu in (CONV, VECTOR) else op.npu,
@@ -482,15 +488,17 @@ def _elementwise(a: Arch, op: Op, c: Compute, const: HWC | None = None, passes: 
     """Cycles of an element-wise op (Vela's EstimateElementwiseCycles) and its traffic; a
     ``const`` operand lives in the weight memory and is broadcast from it."""
     ob, ib, _ = block_config(a, op)
-    n = op.ofm[0] * op.ofm[1] * _depth(op.ofm[2])
+    n = op.ofm[0] * op.ofm[1] * _depth(op.ofm[2], op.ofm_brick)
     ao_e = _ao_per_element(a, op)
-    block = max(_block_transfer(a.act, op.ofm_bits, ob, op.ofm, False),
-                _block_transfer(a.act, op.ifm_bits, ib, op.ifm, True))
+    block = max(_block_transfer(a.act, op.ofm_bits, ob, op.ofm, False, op.ofm_brick),
+                _block_transfer(a.act, op.ifm_bits, ib, op.ifm, True, op.ifm_brick))
     issue = math.ceil((block / math.prod(ob) + ao_e) / CMD_ISSUE_PARALLELISM * n)
     cycles = max(issue, math.ceil(ao_e * n))
     reads = 1 + (op.ifm2 is not None and math.prod(op.ifm2) > 1)
-    c.move(a.act.name, read=reads * _bus_bytes(a.act, op.ifm_bits, ib, op.ofm, n, True),
-           write=_bus_bytes(a.act, op.ofm_bits, ob, op.ofm, n, False))
+    n_in = op.ofm[0] * op.ofm[1] * _depth(op.ofm[2], op.ifm_brick)
+    c.move(a.act.name, read=reads * _bus_bytes(a.act, op.ifm_bits, ib, op.ofm, n_in, True,
+                                               op.ifm_brick),
+           write=_bus_bytes(a.act, op.ofm_bits, ob, op.ofm, n, False, op.ofm_brick))
     if const is not None and math.prod(const) > 1:
         # Vela keeps a constant operand in its (NHWC) memory and re-reads it per element
         burst = _burst_bytes(a.wmem, op.ifm_bits, ib, const, True, brick=False)
@@ -567,6 +575,13 @@ def _fc_rows(n: int) -> tuple[int, int]:
     return FC_ROW_SPLIT.get(n, (1, n))
 
 
+def _formats(op: Op, lay: Layer) -> Op:
+    """The op with its feature maps' formats: Vela keeps the graph's input and output NHWC,
+    every map in between in NHCWB16 bricks (its depth padded to 16)."""
+    return replace(op, ifm_brick=not lay.ifm_is_graph_input,
+                   ofm_brick=not lay.ofm_is_graph_output)
+
+
 def cost(lay: Layer, target: Target) -> Compute:
     a = Arch.of(target)
     c = Compute(0.0, 0.0, 0.0, latency_included=True)  # block transfers carry their latency
@@ -582,6 +597,7 @@ def cost(lay: Layer, target: Target) -> Compute:
         if lay.kind == "conv" and lay.groups > 1:
             op = Op(npu, op.ifm[:2] + (op.ifm[2] // lay.groups,), op.ofm, lay.kernel,
                     lay.stride, lay.dilation, ifm_bits=ib8, ofm_bits=ob8)
+        op = _formats(op, lay)
         cycles = _conv_weights(a, lay, op, c)
     elif lay.kind == "matmul" and lay.weights_const:
         ifm, ofm = _hwc(lay.ifm, False), _hwc(lay.ofm, False)
@@ -628,8 +644,8 @@ def cost(lay: Layer, target: Target) -> Compute:
             kernel = (1, ifm[1])
         else:
             kernel = lay.kernel
-        op = Op(POOL, ifm, ofm, kernel, lay.stride, ifm_bits=ib8, ofm_bits=ob8,
-                ao_index=MAXPOOL if lay.op == "MaxPool" else OTHER)
+        op = _formats(Op(POOL, ifm, ofm, kernel, lay.stride, ifm_bits=ib8, ofm_bits=ob8,
+                         ao_index=MAXPOOL if lay.op == "MaxPool" else OTHER), lay)
         cycles, _ = _mac_op(a, op, 0.0, c)
     elif lay.kind in ("elementwise", "lookup", "resize"):
         ofm = _hwc(lay.ofm, len(lay.ofm) == 4)
@@ -643,8 +659,8 @@ def cost(lay: Layer, target: Target) -> Compute:
         act = ACT_NONE
         if lay.kind == "lookup":
             index, act = ADD_SIMPLE, ACT_LUT
-        op = Op(ELEMENTWISE, ofm, ofm, ifm2=ifm2, ao_index=index, act_index=act,
-                ifm_bits=ib8, ofm_bits=ob8)
+        op = _formats(Op(ELEMENTWISE, ofm, ofm, ifm2=ifm2, ao_index=index, act_index=act,
+                         ifm_bits=ib8, ofm_bits=ob8), lay)
         cycles = _elementwise(a, op, c, const, passes=2 if lay.kind == "resize" else 1)
         if lay.kind == "lookup":  # the table, copied into the shared buffer
             cycles += LUT_BYTES / a.wmem.bytes_per_cycle + a.wmem.read_latency_cycles
