@@ -393,7 +393,8 @@ def _mac_op(a: Arch, op: Op, bias_latency: float, c: Compute, ifm_mem: Memory | 
 def _conv_weights(a: Arch, lay: Layer, op: Op, c: Compute) -> float:
     """A convolution with its weights either streamed from the weight memory (scales fetched
     at its latency) or DMA'd into SRAM first, the way Vela's scheduler picks: buffered when the
-    weights are re-read for several OFM block positions, or when streaming is slower."""
+    weights are re-read for several OFM block positions, or when the compute would hide the
+    transfer."""
     direct = Compute(0.0, 0.0, 0.0, latency_included=True)
     comp, refetch = _mac_op(a, op, a.wmem.read_latency_cycles, direct)
     streamed = _weights(a, lay, op, comp, 1, direct, buffered=False)
@@ -404,8 +405,12 @@ def _conv_weights(a: Arch, lay: Layer, op: Op, c: Compute) -> float:
     comp_b, _ = _mac_op(a, op, a.act.read_latency_cycles, buf)
     buffered = _weights(a, lay, op, comp_b, max(refetch, 1), buf, buffered=True)
     enc = buf.detail["encoded_weight_bytes"]
-    stream_total = max(streamed, enc / a.wmem.bytes_per_cycle)
-    if refetch > 1 or stream_total > max(buffered, enc / a.wmem.bytes_per_cycle):
+    # read once, the weights are DMA'd only when the layer's compute outlasts reading them
+    # from the weight memory (latency + bytes / bandwidth), so that the DMA can hide; else
+    # they stream (Vela 5.2's choices on the zoo: digits_cnn's part-kernel convolutions are
+    # buffered, its 3 x 3 depth-first one and mobilenet_v2's single-block projections stream)
+    unmoved = a.wmem.read_latency_cycles + enc / a.wmem.bytes_per_cycle
+    if refetch > 1 or comp > unmoved:
         c.__dict__.update(buf.__dict__)
         return buffered
     c.__dict__.update(direct.__dict__)
@@ -464,7 +469,9 @@ def _weights(a: Arch, lay: Layer, op: Op, compute: float, refetch: int, c: Compu
     # layer does not hide, the NPU waits for (the accounting's prefetch, Compute.then). The
     # weight memory is charged the bytes not prefetched (Vela's per-layer access cycles)
     ob = c.detail["ofm_block"]
-    first_depth = min(ob[2], _cdiv(cout, 2))
+    # Vela slices weights in depth in steps of at least OFMSplitDepth (16) channels: 16 or
+    # fewer output channels are one slice, single-buffered
+    first_depth = min(cout, max(a.split_depth, min(ob[2], _cdiv(cout, 2))))
     first = encoded * first_depth // cout
     c.move(a.wmem.name, read=encoded - first)
     c.move(a.act.name, read=encoded * refetch, write=encoded)
@@ -545,6 +552,7 @@ def _copy(a: Arch, lay: Layer, c: Compute) -> float:
                                     ofm_bits=lay.ofm_bits), 0.0, f, ifm_mem=a.wmem,
                               ifm_brick=True)
             cycles += fill
+            c.slack_cycles = fill  # the next layer's weight DMA runs under the last fill
             # the constant's bricks as Vela counts them: 16 channels per IFM block element,
             # once per OFM block, without burst padding (its per-layer weight-memory cycles)
             ob, ib = f.detail["ofm_block"], f.detail["ifm_block"]
@@ -552,6 +560,8 @@ def _copy(a: Arch, lay: Layer, c: Compute) -> float:
             c.move(a.wmem.name, read=min(h, ib[0]) * min(w, ib[1]) * _rup(ofm[2], 16) * blocks)
             c.move(a.act.name, write=f.traffic[a.act.name][1])
         c.detail = {"pad_fills": len(sides), "dma_bytes": lay.ifm_bytes + n * nb}
+        if not sides:
+            c.slack_cycles = None
     elif lay.op == "Transpose" and len(lay.ofm) > 4:
         # beyond 4-D Vela splits the transpose into one per leading slice, and their strided
         # writes move one element per burst

@@ -13,7 +13,8 @@ bound and energy, the same way for every architecture:
   double-buffered against compute), where ``compute = max(MAC cycles, output cycles)``; the
   bound is the term that is largest;
 - a prefetch (``Compute.prefetch``: Ethos-U weights DMA'd into SRAM) starts under the previous
-  layer, whose cycles are the slack: ``compute = max(compute + max(first - slack, 0), total -
+  layer, whose cycles are the slack (``Compute.slack_cycles`` when only its last operation
+  can hide it): ``compute = max(compute + max(first - slack, 0), total -
   slack + tail)`` (``first``: the transfer the first block needs, ``total``: all of it,
   ``tail``: the compute after the last part arrives);
 - placement: activations live in ``placement.activations`` when the layer's input and output
@@ -71,6 +72,9 @@ class Compute:
     # accounting then counts memory cycles as bytes / bandwidth only
     latency_included: bool = False
     prefetch: Prefetch | None = None      # a transfer that can overlap the previous layer
+    # cycles of this layer the next one's prefetch can run under (its last NPU operation;
+    # None: all of it)
+    slack_cycles: float | None = None
 
     def then(self, slack: float) -> None:
         """Run after a layer of ``slack`` cycles: wait for what the prefetch did not hide."""
@@ -180,7 +184,7 @@ def simulate(graph: Graph, target: Target | str) -> dict[str, Any]:
         fits = place(lay, target, c)
         layers.append(layer_report(lay, c, target, peak, fits))
         if lay.kind != "alias":
-            slack = layers[-1]["cycles"]
+            slack = layers[-1]["cycles"] if c.slack_cycles is None else c.slack_cycles
     return {"target": target.name, "architecture": target.architecture,
             "clock_hz": target.clock_hz, "peak_macs_per_cycle": peak,
             "machine_balance_macs_per_offchip_byte": round(
