@@ -475,8 +475,10 @@ def _weights(a: Arch, lay: Layer, op: Op, compute: float, refetch: int, c: Compu
     first = encoded * first_depth // cout
     c.move(a.wmem.name, read=encoded - first)
     c.move(a.act.name, read=encoded * refetch, write=encoded)
+    # two slices, [0, first) and [first, cout): the last one's compute needs all the weights
+    tail = compute * ((cout - first_depth) if first_depth < cout else cout) / cout
     c.prefetch = Prefetch(_mem_to_mem(a.wmem, a.act, first), _mem_to_mem(a.wmem, a.act, encoded),
-                          compute * first_depth / cout)
+                          tail)
     c.detail["weights"] = "dma to sram"
     c.detail["prefetched_weight_bytes"] = int(first)
     return compute
