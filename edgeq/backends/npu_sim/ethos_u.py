@@ -30,12 +30,14 @@ pooling, reduce-sum) runs as follows.
   depth slice the scales (``scale_bytes_per_channel`` each) and the compressed weights, each
   padded to 16 bytes; a weight costs ``weight_compression_ratio`` bytes, a zero of the NPU
   order's padding ``PAD_ZERO_BITS`` x the slice's share of real weights. When the weights are
-  re-read for more than one OFM block in H x W (or streaming is slower) they are DMA'd from
-  the weight memory into SRAM in two depth slices: the first is a prefetch under the previous
-  layer (``simulate.Prefetch``: the NPU waits ``max(first DMA - slack, 0)``, and at least
-  ``whole DMA - slack + last slice's compute``; a DMA is ``latency + bytes / bandwidth``),
-  the weight memory moves the rest during the layer, the SRAM is read once per block
-  position. Otherwise they stream straight from the weight memory, the scales at its latency.
+  re-read for more than one OFM block in H x W, or read once by a layer whose compute
+  outlasts reading them (``latency + bytes / bandwidth``), they are DMA'd from the weight
+  memory into SRAM in two depth slices (the first at least 16 channels): the first is a
+  prefetch under the previous layer (``simulate.Prefetch``: the NPU waits ``max(first DMA -
+  slack, 0)``, and at least ``whole DMA - slack + last slice's compute``; a DMA is ``latency +
+  bytes / bandwidth``), the weight memory moves the rest during the layer, the SRAM is read
+  once per block position. Otherwise they stream straight from the weight memory, the scales
+  at its latency.
 - **Fully connected**: the rows (a batch) form a plane (``FC_ROW_SPLIT``, Vela's batching
   split) so that one OFM block can cover them; a mean over the last axis is a 1-column fully
   connected sum, over the second-last axis a transpose then that sum.
