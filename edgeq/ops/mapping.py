@@ -58,6 +58,8 @@ class Layer:
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
     weights_const: bool = True
+    ifm_is_graph_input: bool = False    # the first activation input is the graph's input
+    ofm_is_graph_output: bool = False   # the output is the graph's output (nothing reads it)
 
     @property
     def ifm_bytes(self) -> int:
@@ -119,4 +121,6 @@ def layer(node: Node) -> Layer:
     return Layer(name=node.name, op=node.op, kind=kind, ifm=tuple(ifm),
                  ifm2=tuple(ifm2) if ifm2 is not None else None, ofm=tuple(out.shape),
                  ifm_bits=bits(acts[0]) if acts else bits(out), ofm_bits=bits(out),
-                 macs=macs(node), weight_bytes=sum(v.type.nbytes for v in consts), **extra)
+                 macs=macs(node), weight_bytes=sum(v.type.nbytes for v in consts),
+                 ifm_is_graph_input=bool(acts) and acts[0].producer is None,
+                 ofm_is_graph_output=not out.uses, **extra)

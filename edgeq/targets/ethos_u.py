@@ -38,7 +38,8 @@ ETHOS_U = {
         "floats", "activation function cycles per element (Vela's activationCycles: "
         "sigmoid/tanh/LUT, relu-family clamp, none)", length=3, minimum=0),
     "weight_compression_ratio": Field(
-        "float", "encoded / raw bytes of int8 weights after Vela's weight compression",
+        "float", "encoded bytes per int8 weight after Vela's weight compression (the "
+        "stream's zero padding and 16-byte alignment are counted apart)",
         minimum=0.01, maximum=2.0, default=1.0),
     "scale_bytes_per_channel": Field("int", "encoded bias + scale + shift bytes per output "
                                      "channel", minimum=0, default=10),

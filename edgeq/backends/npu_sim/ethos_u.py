@@ -26,11 +26,21 @@ pooling, reduce-sum) runs as follows.
 - **Command issue**: ``(|OFM block write - IFM block read| + MAC + AO) / 4`` per block bounds
   both; the layer takes ``blocks x max(MAC, AO) + the other once + first IFM block read +
   last OFM block write`` (block transfers: latency + bytes / bandwidth).
-- **Weights**: Vela encodes them (``weight_compression_ratio`` of the int8 bytes plus
-  ``scale_bytes_per_channel``). When the weights are re-read for more than one OFM block in
-  H x W they are DMA'd once from the weight memory into SRAM, double-buffered per OFM depth
-  slice: the layer takes ``max(whole transfer, compute + first slice transfer)`` and the SRAM
-  is read once per block position. Otherwise they stream straight from the weight memory.
+- **Weights**: encoded as Vela's encoder lays them out (``encoded_weight_bytes``): per OFM
+  depth slice the scales (``scale_bytes_per_channel`` each) and the compressed weights, each
+  padded to 16 bytes; a weight costs ``weight_compression_ratio`` bytes, a zero of the NPU
+  order's padding ``PAD_ZERO_BITS`` x the slice's share of real weights. When the weights are
+  re-read for more than one OFM block in H x W, or read once by a layer whose compute
+  outlasts reading them (``latency + bytes / bandwidth``), they are DMA'd from the weight
+  memory into SRAM in two depth slices (the first at least 16 channels): the first is a
+  prefetch under the previous layer (``simulate.Prefetch``: the NPU waits ``max(first DMA -
+  slack, 0)``, and at least ``whole DMA - slack + last slice's compute``; a DMA is ``latency +
+  bytes / bandwidth``), the weight memory moves the rest during the layer, the SRAM is read
+  once per block position. Otherwise they stream straight from the weight memory, the scales
+  at its latency.
+- **Fully connected**: the rows (a batch) form a plane (``FC_ROW_SPLIT``, Vela's batching
+  split) so that one OFM block can cover them; a mean over the last axis is a 1-column fully
+  connected sum, over the second-last axis a transpose then that sum.
 - **IFM re-reads**: the IFM block is fetched once per OFM block (so once per OFM depth slice)
   and per sub-kernel; feature maps move in bursts (brick format NHCWB16: 16 bytes x block
   width per burst), weaker bursts cost the memory's whole ``burst_bytes``.
@@ -40,17 +50,20 @@ Element-wise ops take ``max(elements x AO, command issue)``; an operand that is 
 bursts of its channel bytes, twice for the rescaling add/sub. Lookups are an element-wise op
 with the LUT activation plus the table's transfer; softmax runs Vela's int8 decomposition
 (row max, exp LUT, sum, reciprocal by Newton-Raphson on the rows, scale). Data movement
-(transpose, concat, slice, pad) is an NPU copy on the output stage, bounded by the activation
-memory. The layer's bytes per memory are bus bytes (burst padding included), so that
-``simulate``'s ``max(compute, memory cycles)`` is the bound Vela reports.
+(transpose, concat, slice) is an NPU copy on the output stage, bounded by the activation
+memory; a pad is Vela's copy of the input into the output's interior plus one fill per padded
+side, each a 1 x 1 pooling no-op whose IFM is the zero constant in the weight memory (bricks),
+so each of its blocks waits for that memory's latency. The layer's bytes per memory are bus
+bytes (burst padding included), so that ``simulate``'s ``max(compute, memory cycles)`` is the
+bound Vela reports.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from edgeq.backends.npu_sim.simulate import Compute
+from edgeq.backends.npu_sim.simulate import Compute, Prefetch
 from edgeq.ops.mapping import Layer
 from edgeq.targets import Memory, Target
 
@@ -62,6 +75,11 @@ IFM8, IFM16, IFM8_EW, IFM16_EW, IFM32, ACC16, ACC32, ACC40 = range(8)
 CONV, DEPTHWISE, VECTOR, POOL, REDUCE_SUM, ELEMENTWISE = "conv", "dw", "fc", "pool", "sum", "ew"
 CMD_ISSUE_PARALLELISM = 4  # the command stream keeps 4 blocks in flight (Vela: "per DPU")
 LUT_BYTES = 256           # an int8 lookup table as Vela stores it
+# bits a padding zero of the weight stream costs after Vela's mlw codec, times the stream's
+# share of real weights (zeros between weights cost a zero-run code, long runs of padding
+# little): ethosu.mlw_codec.reorder_encode on the zoo's 48 padded streams gives 4.5 x share
+# within 25% for streams of 9% to 75% real weights (0.6 bits at 12%, 2.4 at 50%, 3.5 at 75%)
+PAD_ZERO_BITS = 4.5
 
 
 def peak_macs_per_cycle(target: Target) -> float:
@@ -144,6 +162,9 @@ class Op:
     ifm2: HWC | None = None
     ao_index: int = OTHER
     act_index: int = ACT_NONE
+    # stored in NHCWB16 bricks (depth padded to 16); None: when 16 channels or deeper
+    ifm_brick: bool | None = None
+    ofm_brick: bool | None = None
 
 
 def _part_kernel(op: Op) -> bool:
@@ -281,11 +302,13 @@ def _mac_cycles_per_block(a: Arch, op: Op, ob: HWC, ib: HWC, part: bool) -> floa
     return total * a.mac_scale / a.cores
 
 
-def _depth(c: int) -> int:
-    """Stored depth of a feature map: NHCWB16 bricks pad it to 16; a map shallower than 16
-    (in the zoo: the network input) is taken as NHWC, unpadded (an assumption: the layer does
-    not say whether it is a graph input)."""
-    return c if c < 16 else _rup(c, 16)
+def _depth(c: int, brick: bool | None = None) -> int:
+    """Stored depth of a feature map: NHCWB16 bricks pad it to 16, NHWC does not. Vela keeps
+    the graph's input and output NHWC and every map in between in bricks; ``None`` (a map
+    whose place in the graph is not known): bricks from 16 channels up."""
+    if brick is None:
+        brick = c >= 16
+    return _rup(c, 16) if brick else c
 
 
 def _burst_bytes(mem: Memory, bits: int, block: HWC, shape: HWC, read: bool, brick: bool,
@@ -315,18 +338,23 @@ def _bus_bytes(mem: Memory, bits: int, block: HWC, shape: HWC, elements: float, 
     return float(math.ceil(elements * bits / 8 * mem.burst_bytes / burst))
 
 
-def _block_transfer(mem: Memory, bits: int, block: HWC, shape: HWC, read: bool) -> float:
+def _block_transfer(mem: Memory, bits: int, block: HWC, shape: HWC, read: bool,
+                    brick: bool | None = None) -> float:
     n = math.prod(min(x, y) for x, y in zip(shape, block))
     lat = mem.read_latency_cycles if read else mem.write_latency_cycles
-    return lat + int(_bus_bytes(mem, bits, block, shape, n, read) / mem.bytes_per_cycle)
+    return lat + int(_bus_bytes(mem, bits, block, shape, n, read, brick) / mem.bytes_per_cycle)
 
 
 def _ao_per_element(a: Arch, op: Op) -> float:
     return max(a.out_cpe[op.ao_index], a.act_cpe[op.act_index])
 
 
-def _mac_op(a: Arch, op: Op, bias_latency: float, c: Compute) -> tuple[float, int]:
-    """Cycles of a MAC op (Vela's EstimateMacOpCycles) and its feature-map traffic into ``c``."""
+def _mac_op(a: Arch, op: Op, bias_latency: float, c: Compute, ifm_mem: Memory | None = None,
+            ifm_brick: bool | None = None) -> tuple[float, int]:
+    """Cycles of a MAC op (Vela's EstimateMacOpCycles) and its feature-map traffic into ``c``;
+    the IFM is read from ``ifm_mem`` (default: the activation memory), in bricks when
+    ``ifm_brick`` (default: when it is 16 channels or deeper)."""
+    src = a.act if ifm_mem is None else ifm_mem
     ob, ib, part = block_config(a, op)
     obc = tuple(min(x, y) for x, y in zip(op.ofm, ob))
     ub = _ublock(a, op)
@@ -336,8 +364,10 @@ def _mac_op(a: Arch, op: Op, bias_latency: float, c: Compute) -> tuple[float, in
     if op.npu in (CONV, DEPTHWISE, VECTOR) and bias_latency:  # scales: 256 B per latency
         ao = max(ao, a.scale_bytes * obc[2] * bias_latency / 256)
     mac = _mac_cycles_per_block(a, op, ob, ib, part)
-    ifm_cyc = _block_transfer(a.act, op.ifm_bits, ib, op.ifm, True)
-    ofm_cyc = _block_transfer(a.act, op.ofm_bits, ob, op.ofm, False)
+    if ifm_brick is None:
+        ifm_brick = op.ifm_brick
+    ifm_cyc = _block_transfer(src, op.ifm_bits, ib, op.ifm, True, ifm_brick)
+    ofm_cyc = _block_transfer(a.act, op.ofm_bits, ob, op.ofm, False, op.ofm_brick)
     issue = ((abs(ofm_cyc - ifm_cyc) if n_blocks > 1 else 0) + mac + ao) / CMD_ISSUE_PARALLELISM
     bmac, bao = max(mac, issue), max(ao, issue)
     cycles = (bmac * n_blocks + bao) if bmac > bao else (bao * n_blocks + bmac)
@@ -349,10 +379,10 @@ def _mac_op(a: Arch, op: Op, bias_latency: float, c: Compute) -> tuple[float, in
         grid[2] = 1
     subk = _cdiv(op.kernel[0], a.subkernel[0]) * _cdiv(op.kernel[1], a.subkernel[1])
     ibc = tuple(min(x, y) for x, y in zip(op.ifm, ib))
-    fetch = ibc[0] * ibc[1] * _depth(op.ifm[2]) * subk * math.prod(grid)
-    c.move(a.act.name, read=_bus_bytes(a.act, op.ifm_bits, ib, op.ifm, fetch, True),
-           write=_bus_bytes(a.act, op.ofm_bits, ob, op.ofm,
-                            op.ofm[0] * op.ofm[1] * _depth(op.ofm[2]), False))
+    fetch = ibc[0] * ibc[1] * _depth(op.ifm[2], ifm_brick) * subk * math.prod(grid)
+    c.move(src.name, read=_bus_bytes(src, op.ifm_bits, ib, op.ifm, fetch, True, ifm_brick))
+    c.move(a.act.name, write=_bus_bytes(a.act, op.ofm_bits, ob, op.ofm, op.ofm[0] * op.ofm[1]
+                                        * _depth(op.ofm[2], op.ofm_brick), False, op.ofm_brick))
     c.detail.update(ofm_block=list(ob), ifm_block=list(ib),
                     traversal="part-kernel" if part else "depth-first"
                     if op.npu in (CONV, VECTOR) else op.npu,
@@ -365,23 +395,61 @@ def _mac_op(a: Arch, op: Op, bias_latency: float, c: Compute) -> tuple[float, in
 def _conv_weights(a: Arch, lay: Layer, op: Op, c: Compute) -> float:
     """A convolution with its weights either streamed from the weight memory (scales fetched
     at its latency) or DMA'd into SRAM first, the way Vela's scheduler picks: buffered when the
-    weights are re-read for several OFM block positions, or when streaming is slower."""
-    direct = Compute(0.0, 0.0, 0.0)
+    weights are re-read for several OFM block positions, or when the compute would hide the
+    transfer."""
+    direct = Compute(0.0, 0.0, 0.0, latency_included=True)
     comp, refetch = _mac_op(a, op, a.wmem.read_latency_cycles, direct)
     streamed = _weights(a, lay, op, comp, 1, direct, buffered=False)
     if a.wmem.name == a.act.name:
         c.__dict__.update(direct.__dict__)
         return streamed
-    buf = Compute(0.0, 0.0, 0.0)
+    buf = Compute(0.0, 0.0, 0.0, latency_included=True)
     comp_b, _ = _mac_op(a, op, a.act.read_latency_cycles, buf)
     buffered = _weights(a, lay, op, comp_b, max(refetch, 1), buf, buffered=True)
     enc = buf.detail["encoded_weight_bytes"]
-    stream_total = max(streamed, enc / a.wmem.bytes_per_cycle)
-    if refetch > 1 or stream_total > max(buffered, enc / a.wmem.bytes_per_cycle):
+    # read once, the weights are DMA'd only when the layer's compute outlasts reading them
+    # from the weight memory (latency + bytes / bandwidth), so that the DMA can hide; else
+    # they stream (Vela 5.2's choices on the zoo: digits_cnn's part-kernel convolutions are
+    # buffered, its 3 x 3 depth-first one and mobilenet_v2's single-block projections stream)
+    unmoved = a.wmem.read_latency_cycles + enc / a.wmem.bytes_per_cycle
+    if refetch > 1 or comp > unmoved:
         c.__dict__.update(buf.__dict__)
         return buffered
     c.__dict__.update(direct.__dict__)
     return streamed
+
+
+def encoded_weight_bytes(a: Arch, op: Op, lay: Layer, part: bool, slice_depth: int) -> int:
+    """Bytes of the weight stream as Vela's encoder lays it out (weight_compressor.py,
+    encode_weight_and_scale_tensor, and the mlw codec's reorder): per OFM depth slice of
+    ``slice_depth`` channels, the slice's scales (``scale_bytes_per_channel`` each) padded to
+    16 bytes, then its compressed weights padded to 16 bytes. The codec compresses the weights
+    in the order the NPU reads them, padded with zeros: output channels to the OFM micro-block
+    depth; depth-first input channels to 32 (16 for 16-bit IFMs, one kernel step); part-kernel
+    input channels to 8 and each sub-kernel's elements to 4 (2 for 16-bit); depthwise each
+    sub-kernel's elements to 4. A weight costs ``weight_compression_ratio`` bytes, a padding
+    zero ``PAD_ZERO_BITS`` times the slice's share of real weights."""
+    cout, cin = op.ofm[2], op.ifm[2]
+    sub_h, sub_w = a.subkernel
+    step = 2 if op.ifm_bits == 16 else 4
+    kh, kw = op.kernel
+    k_pad = 0
+    for y in range(0, kh, sub_h):
+        for x in range(0, kw, sub_w):
+            k = min(kh - y, sub_h) * min(kw - x, sub_w)
+            k_pad += _rup(k, step) if part or op.npu == DEPTHWISE else k
+    cin_pad = 1 if op.npu == DEPTHWISE else _rup(cin, 8) if part else \
+        _rup(cin, 16 if op.ifm_bits == 16 else 32)
+    real = lay.macs // max(1, op.ofm[0] * op.ofm[1])  # Cout x Cin/groups x kh x kw
+    total = 0
+    for first in range(0, cout, max(1, slice_depth)):
+        ch = min(slice_depth, cout - first)
+        n_real = real * ch // cout
+        n_pad = _rup(ch, a.ublock[2]) * cin_pad * k_pad - n_real
+        n_pad = max(0, n_pad)
+        bits = n_real * 8 * a.ratio + n_pad * PAD_ZERO_BITS * n_real / (n_real + n_pad)
+        total += _rup(a.scale_bytes * ch, 16) + _rup(math.ceil(bits / 8), 16)
+    return total
 
 
 def _weights(a: Arch, lay: Layer, op: Op, compute: float, refetch: int, c: Compute,
@@ -389,8 +457,8 @@ def _weights(a: Arch, lay: Layer, op: Op, compute: float, refetch: int, c: Compu
     """Encoded weights and scales: streamed, or DMA'd into SRAM when re-read. Returns the
     layer's cycles with the weight transfer."""
     cout = op.ofm[2]
-    raw = lay.macs // max(1, op.ofm[0] * op.ofm[1])  # Cout x Cin/groups x kh x kw
-    encoded = round(raw * a.ratio) + a.scale_bytes * cout
+    encoded = encoded_weight_bytes(a, op, lay, c.detail["traversal"] == "part-kernel",
+                                   c.detail["ofm_block"][2])
     c.detail["encoded_weight_bytes"] = int(encoded)
     if a.wmem is a.act or a.wmem.name == a.act.name:
         c.move(a.act.name, read=encoded * refetch)
@@ -398,16 +466,32 @@ def _weights(a: Arch, lay: Layer, op: Op, compute: float, refetch: int, c: Compu
     if not buffered:
         c.move(a.wmem.name, read=encoded)
         return compute
-    # double-buffered: the first half (at most one OFM depth slice) is prefetched while the
-    # previous layer runs, the rest streams behind this layer's compute
+    # double-buffered: the first slice (half the weights, at most one OFM block depth) is DMA'd
+    # while the previous layer runs, the rest behind this layer's blocks; what the previous
+    # layer does not hide, the NPU waits for (the accounting's prefetch, Compute.then). The
+    # weight memory is charged the bytes not prefetched (Vela's per-layer access cycles)
     ob = c.detail["ofm_block"]
-    first = encoded * min(ob[2], _cdiv(cout, 2)) // cout
+    # Vela slices weights in depth in steps of at least OFMSplitDepth (16) channels: 16 or
+    # fewer output channels are one slice, single-buffered
+    first_depth = min(cout, max(a.split_depth, min(ob[2], _cdiv(cout, 2))))
+    first = encoded * first_depth // cout
     c.move(a.wmem.name, read=encoded - first)
     c.move(a.act.name, read=encoded * refetch, write=encoded)
-    bw = min(a.wmem.bytes_per_cycle, a.act.bytes_per_cycle)
+    # two slices, [0, first) and [first, cout): the last one's compute needs all the weights
+    tail = compute * ((cout - first_depth) if first_depth < cout else cout) / cout
+    c.prefetch = Prefetch(_mem_to_mem(a.wmem, a.act, first), _mem_to_mem(a.wmem, a.act, encoded),
+                          tail)
     c.detail["weights"] = "dma to sram"
     c.detail["prefetched_weight_bytes"] = int(first)
-    return max(compute, (encoded - first) / bw)
+    return compute
+
+
+def _mem_to_mem(src: Memory, dst: Memory, size_bytes: float) -> float:
+    """A DMA's cycles (Vela's MemToMemCycles): the slower of reading ``src`` (latency +
+    bytes / bandwidth) and writing ``dst`` (bytes / bandwidth + the source's write latency, as
+    Vela's C++ core counts it)."""
+    return max(src.read_latency_cycles + size_bytes / src.bytes_per_cycle,
+               src.write_latency_cycles + size_bytes / dst.bytes_per_cycle)
 
 
 def _elementwise(a: Arch, op: Op, c: Compute, const: HWC | None = None, passes: int = 1
@@ -415,15 +499,17 @@ def _elementwise(a: Arch, op: Op, c: Compute, const: HWC | None = None, passes: 
     """Cycles of an element-wise op (Vela's EstimateElementwiseCycles) and its traffic; a
     ``const`` operand lives in the weight memory and is broadcast from it."""
     ob, ib, _ = block_config(a, op)
-    n = op.ofm[0] * op.ofm[1] * _depth(op.ofm[2])
+    n = op.ofm[0] * op.ofm[1] * _depth(op.ofm[2], op.ofm_brick)
     ao_e = _ao_per_element(a, op)
-    block = max(_block_transfer(a.act, op.ofm_bits, ob, op.ofm, False),
-                _block_transfer(a.act, op.ifm_bits, ib, op.ifm, True))
+    block = max(_block_transfer(a.act, op.ofm_bits, ob, op.ofm, False, op.ofm_brick),
+                _block_transfer(a.act, op.ifm_bits, ib, op.ifm, True, op.ifm_brick))
     issue = math.ceil((block / math.prod(ob) + ao_e) / CMD_ISSUE_PARALLELISM * n)
     cycles = max(issue, math.ceil(ao_e * n))
     reads = 1 + (op.ifm2 is not None and math.prod(op.ifm2) > 1)
-    c.move(a.act.name, read=reads * _bus_bytes(a.act, op.ifm_bits, ib, op.ofm, n, True),
-           write=_bus_bytes(a.act, op.ofm_bits, ob, op.ofm, n, False))
+    n_in = op.ofm[0] * op.ofm[1] * _depth(op.ofm[2], op.ifm_brick)
+    c.move(a.act.name, read=reads * _bus_bytes(a.act, op.ifm_bits, ib, op.ofm, n_in, True,
+                                               op.ifm_brick),
+           write=_bus_bytes(a.act, op.ofm_bits, ob, op.ofm, n, False, op.ofm_brick))
     if const is not None and math.prod(const) > 1:
         # Vela keeps a constant operand in its (NHWC) memory and re-reads it per element
         burst = _burst_bytes(a.wmem, op.ifm_bits, ib, const, True, brick=False)
@@ -450,16 +536,36 @@ def _copy(a: Arch, lay: Layer, c: Compute) -> float:
     cycles = max(per * a.mac_scale, read / a.act.bytes_per_cycle) + \
         a.act.read_latency_cycles + a.act.write_latency_cycles
     if lay.op == "Pad" and len(lay.ofm) == 4:
-        # Vela: the copy of the input plus one fill per padded side, each reading its zero
-        # constant from the weight memory (two bursts) into the output
+        # Vela: a copy of the input into the output's interior, then one fill per padded side
+        # (top and bottom rows across the output's width, left and right columns down its
+        # height), each a 1 x 1 pooling no-op on the NPU (MemoryCopy) whose IFM is the zero
+        # constant, kept in the weight memory in bricks (NHCWB16): each block of a fill waits
+        # for that memory's latency. Which sides are padded is not in the layer: the growth is
+        # split evenly between the two sides of an axis
         ofm = _hwc(lay.ofm, True)
-        sides = [(ofm[0] - ifm[0], ofm[1]), (ofm[1] - ifm[1], ofm[0])]
-        fills = [rows for grow, rows in sides if grow > 0 for _ in range(2)]
-        for _ in fills:
-            cycles += a.wmem.read_latency_cycles + a.act.write_latency_cycles + \
-                2 * a.wmem.burst_bytes / a.wmem.bytes_per_cycle
-            c.move(a.wmem.name, read=2 * a.wmem.burst_bytes)
-        c.detail["pad_fills"] = len(fills)
+        c.traffic.clear()
+        cycles, _ = _mac_op(a, Op(POOL, ifm, ifm, ifm_bits=lay.ifm_bits,
+                                  ofm_bits=lay.ofm_bits), 0.0, c)
+        grow_h, grow_w = ofm[0] - ifm[0], ofm[1] - ifm[1]
+        sides = [(t, ofm[1]) for t in (_cdiv(grow_h, 2), grow_h // 2) if t > 0] + \
+            [(ofm[0], t) for t in (_cdiv(grow_w, 2), grow_w // 2) if t > 0]
+        for h, w in sides:
+            side = (h, w, ofm[2])
+            f = Compute(0.0, 0.0, 0.0)
+            fill, _ = _mac_op(a, Op(POOL, side, side, ifm_bits=lay.ofm_bits,
+                                    ofm_bits=lay.ofm_bits), 0.0, f, ifm_mem=a.wmem,
+                              ifm_brick=True)
+            cycles += fill
+            c.slack_cycles = fill  # the next layer's weight DMA runs under the last fill
+            # the constant's bricks as Vela counts them: 16 channels per IFM block element,
+            # once per OFM block, without burst padding (its per-layer weight-memory cycles)
+            ob, ib = f.detail["ofm_block"], f.detail["ifm_block"]
+            blocks = _cdiv(h, ob[0]) * _cdiv(w, ob[1])
+            c.move(a.wmem.name, read=min(h, ib[0]) * min(w, ib[1]) * _rup(ofm[2], 16) * blocks)
+            c.move(a.act.name, write=f.traffic[a.act.name][1])
+        c.detail = {"pad_fills": len(sides), "dma_bytes": lay.ifm_bytes + n * nb}
+        if not sides:
+            c.slack_cycles = None
     elif lay.op == "Transpose" and len(lay.ofm) > 4:
         # beyond 4-D Vela splits the transpose into one per leading slice, and their strided
         # writes move one element per burst
@@ -471,6 +577,23 @@ def _copy(a: Arch, lay: Layer, c: Compute) -> float:
             a.act.read_latency_cycles + a.act.write_latency_cycles)
         c.detail["transpose_slices"] = slices
     return cycles
+
+
+# Vela lays a fully connected layer's rows (its batch) out as an H x W plane: this table
+# (tflite_graph_optimiser.py, convert_batched_fc_shape), and 64 rows as 8 x 8 (the C++ core's
+# schedule, vela --verbose-schedule, on the zoo's layer norms); other counts as 1 x rows
+FC_ROW_SPLIT = {4: (2, 2), 6: (2, 3), 8: (2, 4), 9: (3, 3), 12: (3, 4), 16: (4, 4), 64: (8, 8)}
+
+
+def _fc_rows(n: int) -> tuple[int, int]:
+    return FC_ROW_SPLIT.get(n, (1, n))
+
+
+def _formats(op: Op, lay: Layer) -> Op:
+    """The op with its feature maps' formats: Vela keeps the graph's input and output NHWC,
+    every map in between in NHCWB16 bricks (its depth padded to 16)."""
+    return replace(op, ifm_brick=not lay.ifm_is_graph_input,
+                   ofm_brick=not lay.ofm_is_graph_output)
 
 
 def cost(lay: Layer, target: Target) -> Compute:
@@ -488,11 +611,12 @@ def cost(lay: Layer, target: Target) -> Compute:
         if lay.kind == "conv" and lay.groups > 1:
             op = Op(npu, op.ifm[:2] + (op.ifm[2] // lay.groups,), op.ofm, lay.kernel,
                     lay.stride, lay.dilation, ifm_bits=ib8, ofm_bits=ob8)
+        op = _formats(op, lay)
         cycles = _conv_weights(a, lay, op, c)
     elif lay.kind == "matmul" and lay.weights_const:
         ifm, ofm = _hwc(lay.ifm, False), _hwc(lay.ofm, False)
-        op = Op(VECTOR, (1, ifm[0] * ifm[1], ifm[2]), (1, ofm[0] * ofm[1], ofm[2]),
-                ifm_bits=ib8, ofm_bits=ob8)
+        rows = _fc_rows(ifm[0] * ifm[1])
+        op = Op(VECTOR, rows + (ifm[2],), rows + (ofm[2],), ifm_bits=ib8, ofm_bits=ob8)
         # Vela streams fully connected weights once, straight from the weight memory
         comp, _ = _mac_op(a, op, a.wmem.read_latency_cycles, c)
         cycles = _weights(a, lay, op, comp, 1, c)
@@ -513,17 +637,29 @@ def cost(lay: Layer, target: Target) -> Compute:
         if lay.op == "QReduceMean":  # over the last axis: Vela sums with a 1-column FC
             ifm, ofm = _hwc(lay.ifm, False), _hwc(lay.ofm, False)
             if ofm[2] == 1:
-                op = Op(VECTOR, (1, ifm[0] * ifm[1], ifm[2]), (1, ifm[0] * ifm[1], 1),
-                        ifm_bits=ib8, ofm_bits=ob8)
+                rows = _fc_rows(ifm[0] * ifm[1])
+                op = Op(VECTOR, rows + (ifm[2],), rows + (1,), ifm_bits=ib8, ofm_bits=ob8)
                 cycles, _ = _mac_op(a, op, a.wmem.read_latency_cycles, c)
                 c.move(a.wmem.name, read=round(ifm[2] * a.ratio) + a.scale_bytes)
+                return _done(c, cycles, lay, peak)
+            if ofm[1] == 1 and ofm[2] == ifm[2] and ifm[1] > 1:
+                # over the second-last axis: Vela transposes that axis last (an NPU
+                # transpose), then sums it with the same 1-column fully connected layer
+                moved = Layer(lay.name, "Transpose", "movement", lay.ifm, None,
+                              lay.ifm[:-2] + (lay.ifm[-1], lay.ifm[-2]), ib8, ib8, 0, 0)
+                cycles = _copy(a, moved, c)
+                rows = _fc_rows(ifm[0] * ifm[2])
+                op = Op(VECTOR, rows + (ifm[1],), rows + (1,), ifm_bits=ib8, ofm_bits=ob8)
+                cycles += _mac_op(a, op, a.wmem.read_latency_cycles, c)[0]
+                c.move(a.wmem.name, read=round(ifm[1] * a.ratio) + a.scale_bytes)
+                c.detail["lowered"] = "transpose + fully connected sum"
                 return _done(c, cycles, lay, peak)
             ifm, ofm = (1, ifm[1], ifm[2]), (1, 1, ifm[2])
             kernel = (1, ifm[1])
         else:
             kernel = lay.kernel
-        op = Op(POOL, ifm, ofm, kernel, lay.stride, ifm_bits=ib8, ofm_bits=ob8,
-                ao_index=MAXPOOL if lay.op == "MaxPool" else OTHER)
+        op = _formats(Op(POOL, ifm, ofm, kernel, lay.stride, ifm_bits=ib8, ofm_bits=ob8,
+                         ao_index=MAXPOOL if lay.op == "MaxPool" else OTHER), lay)
         cycles, _ = _mac_op(a, op, 0.0, c)
     elif lay.kind in ("elementwise", "lookup", "resize"):
         ofm = _hwc(lay.ofm, len(lay.ofm) == 4)
@@ -537,8 +673,8 @@ def cost(lay: Layer, target: Target) -> Compute:
         act = ACT_NONE
         if lay.kind == "lookup":
             index, act = ADD_SIMPLE, ACT_LUT
-        op = Op(ELEMENTWISE, ofm, ofm, ifm2=ifm2, ao_index=index, act_index=act,
-                ifm_bits=ib8, ofm_bits=ob8)
+        op = _formats(Op(ELEMENTWISE, ofm, ofm, ifm2=ifm2, ao_index=index, act_index=act,
+                         ifm_bits=ib8, ofm_bits=ob8), lay)
         cycles = _elementwise(a, op, c, const, passes=2 if lay.kind == "resize" else 1)
         if lay.kind == "lookup":  # the table, copied into the shared buffer
             cycles += LUT_BYTES / a.wmem.bytes_per_cycle + a.wmem.read_latency_cycles

@@ -12,6 +12,11 @@ bound and energy, the same way for every architecture:
 - the layer's cycles: ``max(compute, memory cycles of each memory)`` (transfers are
   double-buffered against compute), where ``compute = max(MAC cycles, output cycles)``; the
   bound is the term that is largest;
+- a prefetch (``Compute.prefetch``: Ethos-U weights DMA'd into SRAM) starts under the previous
+  layer, whose cycles are the slack (``Compute.slack_cycles`` when only its last operation
+  can hide it): ``compute = max(compute + max(first - slack, 0), total -
+  slack + tail)`` (``first``: the transfer the first block needs, ``total``: all of it,
+  ``tail``: the compute after the last part arrives);
 - placement: activations live in ``placement.activations`` when the layer's input and output
   fit there, weights are read from ``placement.weights``; a layer whose activations do not fit
   on chip also moves them through the weights' (off-chip) memory once each way;
@@ -40,6 +45,21 @@ ESTIMATE_NOTE = ("estimate: edgeq's analytical cost model (docs/npu_sim.md), not
                  "cycle-accurate simulator")
 
 
+@dataclass(frozen=True)
+class Prefetch:
+    """A transfer the layer's compute waits for that may start when the previous layer starts
+    (Ethos-U: weights DMA'd into SRAM; Vela's EstimateFullOpPerformance). The first block
+    needs ``first_cycles`` of it, the last ``tail_cycles`` of compute need all of it
+    (``total_cycles``); the previous layer's cycles (the slack) hide that much of both."""
+    first_cycles: float
+    total_cycles: float
+    tail_cycles: float
+
+    def compute_with(self, compute: float, slack: float) -> float:
+        return max(compute + max(self.first_cycles - slack, 0.0),
+                   self.total_cycles - slack + self.tail_cycles)
+
+
 @dataclass
 class Compute:
     mac_cycles: float
@@ -51,6 +71,18 @@ class Compute:
     # the rule already charged the memories' latencies (in its compute, block by block): the
     # accounting then counts memory cycles as bytes / bandwidth only
     latency_included: bool = False
+    prefetch: Prefetch | None = None      # a transfer that can overlap the previous layer
+    # cycles of this layer the next one's prefetch can run under (its last NPU operation;
+    # None: all of it)
+    slack_cycles: float | None = None
+
+    def then(self, slack: float) -> None:
+        """Run after a layer of ``slack`` cycles: wait for what the prefetch did not hide."""
+        if self.prefetch is not None:
+            waited = self.prefetch.compute_with(max(self.mac_cycles, self.output_cycles), slack)
+            self.detail["prefetch_wait_cycles"] = round(
+                waited - max(self.mac_cycles, self.output_cycles), 1)
+            self.mac_cycles = waited
 
     def move(self, memory: str, read: float = 0.0, write: float = 0.0) -> None:
         r = self.traffic.setdefault(memory, [0.0, 0.0])
@@ -143,12 +175,16 @@ def simulate(graph: Graph, target: Target | str) -> dict[str, Any]:
         raise EdgeqError("cannot simulate: " + "; ".join(f"{op} '{n}': {r}" for op, n, r in bad))
     rule, peak_of = RULES[target.architecture]
     peak = peak_of(target)
-    layers = []
+    layers: list[dict[str, Any]] = []
+    slack = 0.0  # the cycles of the layer before, under which a prefetch runs
     for node in graph.nodes:
         lay = layer(node)
         c = rule(lay, target)
+        c.then(slack)
         fits = place(lay, target, c)
         layers.append(layer_report(lay, c, target, peak, fits))
+        if lay.kind != "alias":
+            slack = layers[-1]["cycles"] if c.slack_cycles is None else c.slack_cycles
     return {"target": target.name, "architecture": target.architecture,
             "clock_hz": target.clock_hz, "peak_macs_per_cycle": peak,
             "machine_balance_macs_per_offchip_byte": round(
