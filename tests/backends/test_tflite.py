@@ -134,3 +134,33 @@ def test_allow_fallback_runs_the_refused_node_in_float_and_says_so(tmp_path):
         # float rounding in one node: a few LSB at most, and no accuracy lost
         assert 0 < t["verification"]["calibration"]["max_abs_diff_lsb"] <= 3
         assert t["sqnr_db_vs_float"] >= report["integer_interpreter"]["sqnr_db_vs_float"] - 1
+
+
+def test_mobilenet_lowering_keeps_xnnpack_partitions_whole(zoo_dir, tmp_path):
+    """Zero-point padding is PAD (XNNPACK takes it; PADV2 split MobileNetV2 into 6 delegate
+    partitions), and the input normalization's 3-channel constants are stored at full shape
+    (broadcast over NHWC's 3-long innermost runs, XNNPACK's MUL took 13x longer). Both keep
+    the model bit-exact on the reference kernels (verification) and on XNNPACK (here)."""
+    from edgeq.backends.tflite import _litert
+
+    fg, cal = _float_and_data("mobilenet_v2", zoo_dir, n=8)
+    report = export(fg, cal, ["tflite"], str(tmp_path), {"eval_samples": 2})
+    assert report["targets"]["tflite"]["verification"]["calibration"]["max_abs_diff_lsb"] == 0
+    interp = _litert("AUTO", 1, path=str(tmp_path / "model.tflite"))
+    ops = [o["op_name"] for o in interp._get_ops_details()]
+    assert "PADV2" not in ops and ops.count("PAD") == 4, ops
+    assert ops.count("DELEGATE") <= 2, ops  # one partition, and one after the average pool
+    shapes = {t["name"]: list(t["shape"]) for t in interp.get_tensor_details()}
+    norm = [s for name, s in shapes.items() if name.startswith("input_norm/") and
+            "/" in name[len("input_norm/"):] and len(s) == 4]
+    assert norm and all(s[1:] == [96, 96, 3] for s in norm), norm
+    # a layer profiled alone keeps its layout in the model (edgeq profile's sub-models)
+    from edgeq.backends.base import load_integer_model, single_node_graph
+    from edgeq.backends.tflite.lower import lower_graph, nhwc_values
+
+    g = load_integer_model(str(tmp_path))
+    sub = single_node_graph(g, next(n for n in g.nodes if n.name == "input_norm/mul"))
+    alone = _litert("AUTO", 1, content=lower_graph(sub)).get_input_details()[0]["shape"]
+    kept = _litert("AUTO", 1, content=lower_graph(sub, layout=nhwc_values(g)))
+    assert list(alone) == [1, 3, 96, 96]
+    assert list(kept.get_input_details()[0]["shape"]) == [1, 96, 96, 3]

@@ -196,8 +196,10 @@ class TfliteBackend(_TfliteFile):
         thread), the kernels ``latency_ms`` measures (``edgeq.profile`` raw format).
 
         LiteRT's Python interpreter has no per-op profiler, so each integer node is timed as
-        a sub-model: the node alone (``single_node_graph``, lowered by the same writer), fed
-        that layer's inputs as the integer interpreter computes them, ``invoke()`` timed with
+        a sub-model: the node alone (``single_node_graph``, lowered by the same writer in the
+        layout its tensors have in the whole model: an input normalization's per-channel Mul
+        on NHWC costs 13x the same Mul on NCHW, measured on the zoo MobileNetV2), fed that
+        layer's inputs as the integer interpreter computes them, ``invoke()`` timed with
         ``time.thread_time_ns`` (XNNPACK runs in the calling thread with one thread). The
         total of a run is the whole model's ``invoke()`` on the same kernels, timed the same
         way; each run times the whole model, then every layer, so both see the same load. Each
@@ -215,15 +217,13 @@ class TfliteBackend(_TfliteFile):
         not_timed = []
         for node in graph.nodes:
             sub = single_node_graph(graph, node)
-            try:
-                interp = _litert("AUTO", 1, content=lower_graph(sub))
+            try:  # in the model's layout (an NHWC per-channel Mul is not an NCHW one)
+                interp = _litert("AUTO", 1, content=lower_graph(sub, layout=nhwc))
             except EdgeqError:
                 subs.append(None)
                 not_timed.append(node.name)
                 continue
-            sub_nhwc = nhwc_values(sub)
-            _set_inputs(interp, [_to_nhwc(env[v.name], v.name in sub_nhwc)
-                                 for v in sub.inputs])
+            _set_inputs(interp, [_to_nhwc(env[v.name], v.name in nhwc) for v in sub.inputs])
             subs.append(interp)
         floor = _invoke_cost_model(graph)
         per_run, totals, floors = [], [], []
