@@ -138,8 +138,8 @@ def test_allow_fallback_runs_the_refused_node_in_float_and_says_so(tmp_path):
 
 def test_mobilenet_lowering_keeps_xnnpack_partitions_whole(zoo_dir, tmp_path):
     """Zero-point padding is PAD (XNNPACK takes it; PADV2 split MobileNetV2 into 6 delegate
-    partitions), and the input normalization's 3-channel constants are stored at full shape
-    (broadcast over NHWC's 3-long innermost runs, XNNPACK's MUL took 13x longer). Both keep
+    partitions), and the input normalization's 3-channel constants are stored as one image
+    row (broadcast over NHWC's 3-long innermost runs, XNNPACK's MUL took 13x longer). Both keep
     the model bit-exact on the reference kernels (verification) and on XNNPACK (here)."""
     from edgeq.backends.tflite import _litert
 
@@ -153,7 +153,7 @@ def test_mobilenet_lowering_keeps_xnnpack_partitions_whole(zoo_dir, tmp_path):
     shapes = {t["name"]: list(t["shape"]) for t in interp.get_tensor_details()}
     norm = [s for name, s in shapes.items() if name.startswith("input_norm/") and
             "/" in name[len("input_norm/"):] and len(s) == 4]
-    assert norm and all(s[1:] == [96, 96, 3] for s in norm), norm
+    assert len(norm) == 2 and all(s == [1, 1, 96, 3] for s in norm), norm
     # a layer profiled alone keeps its layout in the model (edgeq profile's sub-models)
     from edgeq.backends.base import load_integer_model, single_node_graph
     from edgeq.backends.tflite.lower import lower_graph, nhwc_values
