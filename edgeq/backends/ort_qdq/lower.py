@@ -490,9 +490,7 @@ def lower_graph(graph: Graph, nodes: list[Node] | None = None,
         for v in graph.outputs:
             outputs.append(helper.make_tensor_value_info(f"{v.name}_q", _onnx_type(v.dtype),
                                                          list(v.shape)))
-            if v.dtype == DType.INT8:
-                edge(_to_public, f"{v.name}__int", f"{v.name}_q", f"{v.name}/int_out")
-            else:
+            if v.dtype != DType.INT8:  # int8: requantized from the float output below
                 b.nodes.append(helper.make_node("Identity", [v.name], [f"{v.name}_q"],
                                                 name=f"{v.name}/int_out"))
         outputs = [helper.make_tensor_value_info(v.name, _onnx_type(DType.FLOAT32),
@@ -505,6 +503,14 @@ def lower_graph(graph: Graph, nodes: list[Node] | None = None,
             z = b.const(f"{v.name}/zp", b.zp_array(v, v.qparams.zero_point[0]))
             b.nodes.append(helper.make_node("DequantizeLinear", [int_names[v.name], s, z],
                                             [v.name], name=f"{v.name}/dq_out"))
+            if v.dtype == DType.INT8:
+                # the int8 output from the float one, which holds (u - zp_u8) * s exactly
+                # enough: round(((u - zp_u8) * s) / s) + zp = the int8 value, one node
+                zs = b.const(f"{v.name}/zp_int8", np.int8(v.qparams.zero_point[0]))
+                q = helper.make_node("QuantizeLinear", [v.name, s, zs], [f"{v.name}_q"],
+                                     name=f"{v.name}/int_out")
+                b.nodes.append(q)
+                edges.add(id(q))  # reads the public float name
     else:
         outputs = [helper.make_tensor_value_info(v.name, _onnx_type(v.dtype), list(v.shape))
                    for n in nodes for v in n.outputs]

@@ -250,10 +250,10 @@ class TfliteBackend(_TfliteFile):
         per_run = [[max(0, t - cost) if t else 0 for t in row] for row in per_run]
         raw: dict[str, Any] = {
             "layers": [n.name for n in graph.nodes], "unit": "cpu_ns", "source": "measured",
-            "method": "per-layer sub-models (each node alone, on the integer interpreter's "
-                      "inputs), LiteRT default kernels (XNNPACK delegate), 1 thread, less the "
-                      "cost of one invoke() of a one-RESHAPE model; total: the whole model on "
-                      "the same kernels",
+            "method": "per-layer sub-models (each node alone, in its layout in the model, on "
+                      "the integer interpreter's inputs), LiteRT default kernels (XNNPACK "
+                      "delegate), 1 thread, less the cost of one invoke() of a one-RESHAPE "
+                      "model; total: the whole model on the same kernels",
             "invoke_cost_ns": cost, "runs": per_run, "totals": totals}
         if not_timed:
             raw["not_timed"] = not_timed
