@@ -55,6 +55,24 @@ def test_residual_models_run_on_ort_integer_kernels_only(name, zoo_dir, tmp_path
     assert not {"Conv", "Add", "Gemm", "MatMul"} & set(ops), ops
 
 
+def test_layernorm_means_run_on_ort_integer_matmuls(zoo_dir, tmp_path):
+    """A mean over the last axis (LayerNorm's mean and variance) is a MatMul with ones at
+    scale 1/K, which ORT fuses into QLinearMatMul; a float ReduceMean kept a DequantizeLinear
+    and a QuantizeLinear around it. The block's final mean over the sequence stays one."""
+    import onnx
+
+    from edgeq.backends.ort_qdq import _session
+
+    fg, cal = _float_and_data("transformer_block", zoo_dir, n=8)
+    # with a TFLite target beside, LayerNorm is decomposed (TFLite has no LayerNorm kernel)
+    report = export(fg, cal, ["ort", "tflite"], str(tmp_path), {"eval_samples": 2})
+    assert report["targets"]["ort"]["verification"]["per_layer"]["max_abs_diff_lsb"] <= 1
+    with open(tmp_path / "model.qdq.onnx", "rb") as f:
+        _session(f.read(), 1, profile_dir=str(tmp_path))
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert ops.count("ReduceMean") == 1 and ops.count("QLinearMatMul") == 6, ops
+
+
 @pytest.mark.slow
 def test_mobilenet_sqnr_on_ort_within_1db_of_the_interpreter(zoo_dir, tmp_path):
     fg, cal = _float_and_data("mobilenet_v2", zoo_dir, n=48)

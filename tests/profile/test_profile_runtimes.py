@@ -27,7 +27,10 @@ BOUNDS = {"ort": (0.85, 1.15), "tflite": (0.85, 1.15), "tvm": (0.85, 1.15)}
 # inference) reads every event 6-7 us long, no-op Reshapes included, and the kernels it
 # records run slower than unprofiled: the per-layer sum is 1.23-1.55 of the inference. Kept
 # as a measured, looser bound so a regression beyond it still fails.
-WIDER = {("transformer_block", "ort"): (0.85, 1.75)}
+# And LiteRT on digits_cnn: an 18 us inference of 8 layers of ~2 us each, the size of one
+# invoke()'s entry cost that every sub-model pays: 1.10-1.13 alone, 1.40 beside a parallel
+# test worker.
+WIDER = {("transformer_block", "ort"): (0.85, 1.75), ("digits_cnn", "tflite"): (0.85, 1.6)}
 
 
 def _available() -> list[str]:
