@@ -84,7 +84,7 @@ class Builder:
         """``v``'s zero point as the artifact stores it: int8 values are uint8 here
         (``U8_SHIFT``)."""
         if v.dtype == DType.INT8:
-            return (np.asarray(zp, np.int16) + U8_SHIFT).astype(np.uint8)
+            return _stored(v, np.asarray(zp))
         return np.asarray(zp, v.dtype.numpy if v.dtype != DType.INT4 else np.int8)
 
     def dq(self, v: Value) -> str:
@@ -276,10 +276,10 @@ def _average(b: Builder, n: Node) -> None:
 def _lookup(b: Builder, n: Node) -> None:
     """Exact: y = table[x - min(dtype)] as an integer Gather."""
     x = n.inputs[0]
-    idx = b.node("Cast", [x.name], f"{n.name}/idx", to=6)  # int32
-    low = 0 if x.dtype == DType.INT8 else np.iinfo(x.dtype.numpy).min  # uint8 from 0
-    off = b.node("Add", [idx, b.const(f"{n.name}/offset", np.int32(-low))],
-                 f"{n.name}/offset_add")
+    off = b.node("Cast", [x.name], f"{n.name}/idx", to=6)  # int32
+    if x.dtype != DType.INT8:  # int8 is stored as uint8: already an index from 0
+        off = b.node("Add", [off, b.const(f"{n.name}/offset", np.int32(-np.iinfo(
+            x.dtype.numpy).min))], f"{n.name}/offset_add")
     table = _stored(n.outputs[0], np.asarray(n.attrs["table"]))
     b.nodes.append(b.h.make_node("Gather", [b.const(f"{n.name}/table", table), off],
                                  [n.outputs[0].name], name=n.name, axis=0))
@@ -437,8 +437,9 @@ def _onnx_type(dtype: DType, stored: bool = False) -> int:
 # QuantizeLinear read by two DequantizeLinears (a residual's skip value): the convolutions and
 # the Add beside every residual then had mixed types and stayed float Conv / Add in the
 # optimized graph (6 convolutions and 3 Adds of the zoo MobileNetV2, ORT 1.32). Stored as
-# uint8, every QDQ group fuses into ORT's integer kernels. Public int8 inputs and outputs
-# are converted at the edges (Cast to int16, +-128, Cast).
+# uint8, every QDQ group fuses into ORT's integer kernels. Public int8 tensors are converted
+# at the edges: a per-layer model's inputs and outputs by Cast to int16, +-128, Cast; the whole
+# model's ``_q`` outputs by one QuantizeLinear of its float outputs.
 U8_SHIFT = 128
 
 

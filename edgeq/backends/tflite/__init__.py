@@ -208,8 +208,7 @@ class TfliteBackend(_TfliteFile):
         layer), so that cost, the median ``invoke()`` of a model holding one int8 RESHAPE of
         4 bytes (``invoke_cost_ns``) timed just before each sub-model (so entered after
         another interpreter, as each sub-model is), is subtracted from every layer (0 at
-        least). A node the
-        writer cannot take alone is listed in ``not_timed`` (0 ns)."""
+        least). A node the writer cannot take alone is listed in ``not_timed`` (0 ns)."""
         graph = artifact.graph
         env = run_graph(graph, quantize_feeds(graph, feeds), keep=True)
         nhwc = nhwc_values(graph)

@@ -675,16 +675,15 @@ def _operands(w: Writer, n: Node) -> list[int]:
     y = n.outputs[0]
     rank = len(y.shape)
     for v in n.inputs:
-        if v.is_const and v.const.ndim < rank and rank == 4 and \
-                y.name in w.nhwc:  # broadcast constants to NHWC
+        if v.is_const and rank == 4 and y.name in w.nhwc:  # broadcast constants to NHWC
             v.const = v.const.reshape((1,) * (rank - v.const.ndim) + v.const.shape)
-        if v.is_const and rank == 4 and y.name in w.nhwc and v.const.ndim == 4 and \
-                v.const.shape[2:] == (1, 1) and y.shape[1] <= SHORT_CHANNELS:
-            # a per-channel constant over a few channels (an input normalization's mean and
-            # std over RGB): broadcast against NHWC, the innermost run is 3 values long and
-            # XNNPACK's int8 MUL / ADD ran at 3.8 ns per element (106 us for 96x96x3, measured);
-            # stored as one row (1 x 1 x W x C: 288 bytes there), the runs are W x C long
-            v.const = np.broadcast_to(v.const, v.const.shape[:3] + (y.shape[3],)).copy()
+            if v.const.shape[2:] == (1, 1) and y.shape[1] <= SHORT_CHANNELS:
+                # a per-channel constant over a few channels (an input normalization's mean
+                # and std over RGB): broadcast against NHWC, the innermost run is 3 values
+                # long and XNNPACK's int8 MUL / ADD ran at 3.8 ns per element (106 us for
+                # 96x96x3, measured); stored as one row (1 x 1 x W x C: 288 bytes there), the
+                # runs are W x C long
+                v.const = np.broadcast_to(v.const, v.const.shape[:3] + (y.shape[3],)).copy()
         ins.append(w.act(v))
     return ins
 
