@@ -54,7 +54,7 @@ CLOCKS = {"cpu_ns": "thread CPU time, ns", "instructions": "QEMU -icount instruc
 SECONDS_PER = {"cpu_ns": 1e-9, "wall_ns": 1e-9, "wall_us": 1e-6}  # the rest: per clock cycle
 BOARDS = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}  # edgeq/targets/ (QEMU)
 # raw entries a backend may add, carried into the summary as they are
-EXTRAS = ("method", "attribution", "profiler", "unattributed_nodes", "not_timed",
+EXTRAS = ("method", "attribution", "profiler", "unattributed_nodes", "not_timed", "float_edges",
           "invoke_cost_ns")
 
 

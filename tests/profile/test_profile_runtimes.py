@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import pytest
 
 from edgeq import api
@@ -102,12 +103,20 @@ def test_runtime_layers_add_up_and_use_edgeq_names(small, target):
     names = [n.name for n in api.load_model(str(out / "model.eqm")).nodes]
     _check(prof, target, names)
     if target == "ort":
-        # time of no edgeq node (input quantize, output dequantize) is reported apart
         p = prof["targets"]["ort"]
-        assert p["unattributed"]["median"] > 0
-        assert any(n.endswith("/q") for n in p["unattributed_nodes"])  # the input's quantize
-        # the NHWC transposes ORT inserts belong to the convolution reading them
-        assert set(p["attribution"].values()) <= set(names)
+        # the integer graph is timed: the float input's quantize and the outputs' dequantize,
+        # which are no edgeq layer, are cut off, and the whole artifact is timed beside
+        edges = p["float_edges"]
+        assert any(n.endswith("/q") for n in edges["nodes"])
+        assert any(n.endswith("/dq_out") for n in edges["nodes"])
+        assert edges["artifact_total_us"] > 0
+        # every kernel ORT ran then belongs to an edgeq layer; the NHWC transposes ORT
+        # inserts belong to the convolution reading them
+        assert p["unattributed"]["median"] == 0 and not p["unattributed_nodes"]
+        assert p["attribution"] and set(p["attribution"].values()) <= set(names)
+        # the profiler's cost per event and one run call's fixed cost were measured
+        a, b = p["profiler"]["cost_us_per_event"]
+        assert a > 0 and b >= 0 and p["profiler"]["call_us"] > 0
 
 
 @pytest.mark.slow
@@ -134,3 +143,51 @@ def test_cli_profiles_runtimes_and_names_missing_artifacts(small):
         assert f"{t} (" in res.stdout
     res = run_cli("profile", out, "--target", "c")
     assert res.returncode == 2 and "export with --target c" in res.stderr
+
+
+def test_ort_integer_core_is_the_artifact_without_its_float_edges(small):
+    """What ORT's profile times: the artifact's own nodes between its integer inputs and
+    outputs, which give the artifact's integer outputs exactly."""
+    out, targets = small
+    _need("ort", targets)
+    import onnx
+
+    from edgeq.backends.ort_qdq import _session, integer_core
+    from edgeq.ir.graph import EdgeqError
+
+    graph = api.load_model(str(out / "model.eqm"))
+    full = (out / "model.qdq.onnx").read_bytes()
+    v = graph.inputs[0]
+    feeds = {v.name: np.random.default_rng(3).normal(size=v.shape).astype(np.float32)}
+    core, int_feeds, cut = integer_core(graph, full, feeds)
+    assert f"{v.name}/q" in cut and all(n.endswith(("/q", "/dq_out", "/int_out")) for n in cut)
+    kept = [n for n in onnx.load_from_string(full).graph.node if n.name not in cut]
+    assert list(onnx.load_from_string(core).graph.node) == kept  # byte for byte the file's
+    got = _session(core).run(None, int_feeds)
+    want = _session(full).run([f"{o.name}_q" for o in graph.outputs], feeds)
+    for g, w in zip(got, want):  # int8 values are stored as uint8, +128
+        assert g.dtype == np.uint8 and np.array_equal(g.astype(np.int16) - 128, w)
+    m = onnx.load_from_string(full)
+    for n in m.graph.node:
+        if n.name == f"{v.name}/q":
+            n.name = "renamed"
+    with pytest.raises(EdgeqError, match=f"no QuantizeLinear '{v.name}/q' for input '{v.name}'"):
+        integer_core(graph, m.SerializeToString(), feeds)
+
+
+def test_ort_profiler_cost_fit_recovers_a_known_cost():
+    """The per-event cost a + b*n and the run call's fixed cost, from synthetic chains: events
+    that read cost + node time (some preempted, far slower), plain runs of call + length *
+    node time."""
+    from edgeq.backends.ort_qdq import _profiler_cost_us
+
+    a, b, call, p0, p1 = 3.2, 0.3, 9.0, 0.4, 0.25
+    runs = []
+    for r in range(10):
+        evs = [{"dur": a + b * n + p0 + p1 * n + (400.0 if (r, i) in ((0, 0), (3, 5)) else 0),
+                "args": {"input_type_shape": [{}] * n}} for n in range(1, 10) for i in range(16)]
+        runs.append((0.0, evs))
+    plain = {(n, length): call + length * (p0 + p1 * n) for n in range(1, 10)
+             for length in (4, 16)}
+    got = _profiler_cost_us(runs, plain)
+    assert np.allclose(got, (a, b, call), atol=1e-6), got

@@ -24,14 +24,16 @@ import statistics
 import tempfile
 import time
 from collections import Counter, defaultdict
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from edgeq.backends.base import (Artifact, Backend, Checks, Feeds, NodeRunner, Refusal,
                                  activation_inputs)
-from edgeq.backends.ort_qdq.lower import LOWER, SESSION_CONFIG, Builder, lower_graph, supports
+from edgeq.backends.ort_qdq.lower import (LOWER, SESSION_CONFIG, U8_SHIFT, Builder,
+                                         lower_graph, supports)
 from edgeq.ir.graph import EdgeqError, Graph, Node
+from edgeq.quant.pipeline import quantize_feeds
 
 
 class OrtQdqBackend(Backend):
@@ -73,44 +75,68 @@ class OrtQdqBackend(Backend):
         """Per-layer wall time (us) from ONNX Runtime's profiler, one intra-op thread, the
         artifact's recorded session options (``edgeq.profile`` raw format, docs/report.md).
 
+        What is timed is the artifact's integer graph (``integer_core``): its nodes as the file
+        holds them, fed the integer inputs and read at the integer outputs, as the other
+        targets are; the artifact's float edges (the input's QuantizeLinear, the outputs'
+        DequantizeLinear), which are no edgeq layer, are cut off, and the whole artifact's
+        time with them is reported beside (``float_edges``).
+
         Each run: the profiled session's "Node" kernel events, each mapped to the edgeq node
         whose lowering emitted the ONNX node ORT built it from (``ort_owners``), minus the
-        profiler's own cost per event, which ORT counts inside the kernel span (it formats the
-        inputs' shapes there: ~3.5 us + 0.5 us per input measured, the size of a small
-        layer's kernel). That cost is measured on a chain of trivial ``Sum`` nodes with
-        1..9 inputs run in between, profiled and not (``_cost_model``), and subtracted per
-        event (at least 0 left). The total of a run is the same inference without the profiler (a
-        second session, runs interleaved with the profiled ones), timed around
-        ``InferenceSession.run`` on the same clock: the profiled ``model_run`` event also
-        holds the profiler's bookkeeping between kernels (~1.4x the real inference). ORT
-        nodes of no edgeq node (the float input's QuantizeLinear, the output DequantizeLinear
-        and Identity) are reported as ``unattributed``."""
+        profiler's own cost per event. ORT counts that cost inside the kernel span (the
+        event's input and output shapes are formatted there, its arguments built, and the
+        kernel runs after the profiler's bookkeeping: 2.5-5 us an event measured here, more
+        than a small kernel). It is measured on chains of trivial ``Sum`` nodes with 1..9
+        inputs run in between, profiled and not (``_cost_models``, ``_profiler_cost_us``), and
+        subtracted per event (at least 0 left). The total of a run is the same inference
+        without the profiler (a second session, runs interleaved with the profiled ones),
+        timed around ``InferenceSession.run`` on the same clock, less the fixed cost of one
+        ``run`` call (Python's binding, the feeds' and fetches' conversion, the executor's
+        set-up: 7-18 us measured, a fifth of a small model's run), which is the intercept of
+        the trivial chains' run time over their length and is reported as ``call_us``; the
+        profiled ``model_run`` event also holds the profiler's bookkeeping between kernels
+        (1.4-4x the real inference). Every session is timed warm, in the second of two runs
+        back to back. ORT nodes of no edgeq node are reported as ``unattributed``."""
         with open(artifact.path, "rb") as f:
-            model = f.read()
+            full = f.read()
         graph = artifact.graph
         names = [n.name for n in graph.nodes]
         index = {n: i for i, n in enumerate(names)}
+        model, int_feeds, edge_nodes = integer_core(graph, full, feeds)
         owners = ort_owners(graph, model)
         with tempfile.TemporaryDirectory(prefix="edgeq-ort-prof-") as d:
+            whole = _session(full, 1)
             plain = _session(model, 1)
             prof = _session(model, 1, profile_dir=d)
-            cost, cost_plain, cost_feeds = _cost_model(d)
-            wanted = [o.name for o in plain.get_outputs() if o.name.endswith("_q")]
-            totals, cost_totals = [], []
+            cost, cost_plain, cost_feeds = _cost_models(d)
+            wanted = [o.name for o in whole.get_outputs() if o.name.endswith("_q")]
+            totals, whole_totals = [], []
+            cost_times: dict[tuple[int, int], list[float]] = defaultdict(list)
             for k in range(warmup + runs):  # interleaved: all see the same machine load
-                t0 = time.perf_counter_ns()
-                plain.run(wanted, feeds)
-                dt = time.perf_counter_ns() - t0
-                prof.run(wanted, feeds)
-                cost.run(None, cost_feeds)
-                t0 = time.perf_counter_ns()
-                cost_plain.run(None, cost_feeds)
-                cost_totals.append((time.perf_counter_ns() - t0) / 1e3)
+                # every session timed warm, in a second run right after a first (which
+                # warms its caches after the others ran), profiled and not alike: cold runs
+                # after the cost chains read digits_cnn 2x slower than back to back
+                for _ in range(COST_REPEATS):
+                    cost.run(None, cost_feeds)
+                for key, sess in cost_plain.items():
+                    sess.run(None, cost_feeds)
+                    for _ in range(COST_REPEATS // 2):
+                        t0 = time.perf_counter_ns()
+                        sess.run(None, cost_feeds)
+                        if k >= warmup:
+                            cost_times[key].append((time.perf_counter_ns() - t0) / 1e3)
+                dt = _second_of_two(lambda: plain.run(None, int_feeds))
+                _second_of_two(lambda: prof.run(None, int_feeds))
+                dw = _second_of_two(lambda: whole.run(wanted, feeds))
                 if k >= warmup:
-                    totals.append(dt / 1e3)
-            events = _run_events(prof.end_profiling(), warmup)
-            cost_a, cost_b = _profiler_cost_us(_run_events(cost.end_profiling(), warmup),
-                                               statistics.median(cost_totals[warmup:]))
+                    totals.append(dt)
+                    whole_totals.append(dw)
+            events = _run_events(prof.end_profiling(), 0)[2 * warmup + 1::2]
+            cost_runs = [r for i, r in enumerate(_run_events(cost.end_profiling(), 0))
+                         if i >= warmup * COST_REPEATS and i % COST_REPEATS]
+            cost_a, cost_b, call = _profiler_cost_us(cost_runs,
+                                                     {key: statistics.median(ts)
+                                                      for key, ts in cost_times.items()})
             inserted = _inserted_owners(os.path.join(d, "optimized.onnx"), owners)
         per_run, unattributed, raw_sums, model_runs = [], [], [], []
         others: set[str] = set()
@@ -132,17 +158,27 @@ class OrtQdqBackend(Backend):
             raw_sums.append(sum(ev["dur"] for ev in nodes))
             model_runs.append(run_total)
         if len(per_run) != runs:
-            raise EdgeqError(f"ONNX Runtime's profile holds {len(per_run) + warmup} runs, "
-                             f"expected {runs + warmup}")
+            raise EdgeqError(f"ONNX Runtime's profile holds {2 * len(per_run) + 2 * warmup} "
+                             f"runs, expected {2 * (runs + warmup)}")
         return {"layers": names, "unit": "wall_us", "source": "measured",
-                "method": "ONNX Runtime profiler kernel events mapped to edgeq nodes, minus "
-                          "the profiler's per-event cost (measured on trivial nodes); total: "
-                          "the same session options without the profiler; 1 intra-op thread",
-                "runs": per_run, "totals": totals, "unattributed": unattributed,
+                "method": "ONNX Runtime profiler kernel events of the artifact's integer "
+                          "graph (its float input quantize and output dequantize cut off) "
+                          "mapped to edgeq nodes, minus the profiler's per-event cost "
+                          "(measured on trivial nodes); total: the same session options "
+                          "without the profiler, less one run call's fixed cost (call_us); "
+                          "1 intra-op thread",
+                "runs": per_run, "totals": [round(max(t - call, 0.0), 3) for t in totals],
+                "unattributed": unattributed,
                 "unattributed_nodes": sorted(others),
                 "attribution": {k: v for k, v in sorted(inserted.items()) if v is not None},
+                "float_edges": {"nodes": edge_nodes,
+                                "artifact_total_us": statistics.median(whole_totals)},
                 "profiler": {"cost_us_per_event": [round(cost_a, 3), round(cost_b, 3)],
+                             "call_us": round(call, 3),
                              "kernel_events_us": statistics.median(raw_sums),
+                             "events": len(events[0][1]) if events else 0,
+                             "event_inputs": sum(len(ev["args"].get("input_type_shape", []))
+                                                 for ev in events[0][1]) if events else 0,
                              "model_run_us": statistics.median(model_runs)}}
 
     def describe(self, artifact: Artifact, checks: Checks) -> dict[str, Any]:
@@ -175,8 +211,61 @@ def _session(model: bytes, threads: int = 0, apply_metadata: bool = True,
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
-COST_CHAINS = 4  # 1..9-input Sum nodes in the profiler-cost model, 9 per chain
+COST_INPUTS = range(1, 10)  # input counts of the profiler-cost model's Sum nodes
+COST_LENGTHS = (4, 16)  # its chain lengths: unprofiled both, profiled the longer
+COST_SHAPE = (1, 1, 1, 1)  # its tensors
+COST_REPEATS = 8  # cost-model runs per profiled run
 _COUNTER = re.compile(r"__\d+$")  # Builder.name's "__N" suffix
+
+
+def integer_core(graph: Graph, model: bytes, feeds: Feeds
+                 ) -> tuple[bytes, dict[str, np.ndarray], list[str]]:
+    """The artifact cut to its integer graph: the float inputs' ``QuantizeLinear`` and the
+    outputs' ``DequantizeLinear`` (and their integer twins, ``name_q``) removed, every other
+    node as the file holds it. Its inputs are the quantized inputs and its outputs the integer
+    outputs, in the artifact's stored types (int8 as uint8, ``U8_SHIFT``). Returns the model,
+    ``feeds`` quantized and stored so, and the names of the nodes cut."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    m = onnx.load_from_string(model)
+    g = m.graph
+    by_name = {n.name: n for n in g.node}
+    inits = {t.name: t for t in g.initializer}
+    ints = quantize_feeds(graph, feeds)
+    inputs, int_feeds, outputs = [], {}, []
+    for v in graph.inputs:
+        q = by_name.get(f"{v.name}/q")
+        if q is None or q.op_type != "QuantizeLinear":
+            raise EdgeqError(f"the ORT artifact has no QuantizeLinear '{v.name}/q' for input "
+                             f"'{v.name}': re-export it")
+        stored = inits[q.input[2]].data_type
+        inputs.append(helper.make_tensor_value_info(q.output[0], stored, list(v.shape)))
+        x = ints[v.name]
+        if stored == TensorProto.UINT8 and x.dtype == np.int8:
+            x = (x.astype(np.int16) + U8_SHIFT).astype(np.uint8)
+        int_feeds[q.output[0]] = x
+    for v in graph.outputs:
+        dq = by_name.get(f"{v.name}/dq_out")
+        if dq is None or dq.op_type != "DequantizeLinear":
+            raise EdgeqError(f"the ORT artifact has no DequantizeLinear '{v.name}/dq_out' for "
+                             f"output '{v.name}': re-export it")
+        outputs.append(helper.make_tensor_value_info(dq.input[0], inits[dq.input[2]].data_type,
+                                                     list(v.shape)))
+    cut = {f"{v.name}/q" for v in graph.inputs} | {
+        f"{v.name}/{s}" for v in graph.outputs for s in ("dq_out", "int_out")}
+    kept = [n for n in g.node if n.name not in cut]
+    used = {x for n in kept for x in n.input}
+    del g.node[:]
+    g.node.extend(kept)
+    keep_inits = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep_inits)
+    del g.input[:]
+    g.input.extend(inputs)
+    del g.output[:]
+    g.output.extend(outputs)
+    return m.SerializeToString(), int_feeds, sorted(cut & set(by_name))
 
 
 def ort_owners(graph: Graph, model: bytes) -> dict[str, str | None]:
@@ -273,6 +362,14 @@ def _derived(name: str, owners: dict[str, str | None]) -> bool:
     return False
 
 
+def _second_of_two(run) -> float:
+    """``run()`` twice; the second's wall time, us."""
+    run()
+    t0 = time.perf_counter_ns()
+    run()
+    return (time.perf_counter_ns() - t0) / 1e3
+
+
 def _run_events(trace_path: str, warmup: int) -> list[tuple[float, list[dict]]]:
     """(model_run us, its "Node" kernel events) per run after ``warmup``, from the trace."""
     with open(trace_path) as f:
@@ -292,47 +389,65 @@ def _run_events(trace_path: str, warmup: int) -> list[tuple[float, list[dict]]]:
     return out[warmup:]
 
 
-def _cost_model(folder: str):
-    """Two sessions of a chain of ``Sum`` nodes over 1x1x1x1 tensors with 1..9 inputs, one
-    profiled like the model, one not: what ORT's profiler itself costs inside a kernel
-    event is what such a node's event reads minus what the node costs without profiler."""
+def _sum_chains(inputs: Sequence[int], length: int) -> bytes:
+    """Chains of ``length`` ``Sum`` nodes over 1x1x1x1 tensors, one chain per input count."""
     from onnx import TensorProto, helper
 
     nodes, prev = [], "x"
-    for rep in range(COST_CHAINS):
-        for k in range(1, 10):
-            out = f"s{rep}_{k}"
+    for k in inputs:
+        for rep in range(length):
+            out = f"s{k}_{rep}"
             nodes.append(helper.make_node("Sum", [prev] + ["c"] * (k - 1), [out], name=out))
             prev = out
-    shape = [1, 1, 1, 1]
+    shape = list(COST_SHAPE)
     g = helper.make_graph(nodes, "cost", [helper.make_tensor_value_info(
         "x", TensorProto.FLOAT, shape)], [helper.make_tensor_value_info(
             prev, TensorProto.FLOAT, shape)], [helper.make_tensor("c", TensorProto.FLOAT,
-                                                                  shape, [0.0])])
+                                                                  shape, np.zeros(
+                                                                      shape, np.float32))])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
     m.ir_version = 10
+    return m.SerializeToString()
+
+
+def _cost_models(folder: str):
+    """What ORT's profiler itself costs inside a kernel event: the profiled session of
+    ``_sum_chains`` with 1..9 inputs (what such a node's event reads), and unprofiled sessions
+    of one input count each at two chain lengths (``COST_LENGTHS``), which give what one such
+    node costs in a plain run without the run's fixed cost (``_profiler_cost_us``)."""
     os.makedirs(os.path.join(folder, "cost"), exist_ok=True)
-    data = m.SerializeToString()
-    return (_session(data, 1, apply_metadata=False, profile_dir=os.path.join(folder, "cost")),
-            _session(data, 1, apply_metadata=False), {"x": np.zeros(shape, np.float32)})
+    prof = _session(_sum_chains(COST_INPUTS, COST_LENGTHS[1]), 1, apply_metadata=False,
+                    profile_dir=os.path.join(folder, "cost"))
+    plain = {(k, n): _session(_sum_chains([k], n), 1, apply_metadata=False)
+             for k in COST_INPUTS for n in COST_LENGTHS}
+    return prof, plain, {"x": np.zeros(COST_SHAPE, np.float32)}
 
 
-def _profiler_cost_us(runs: list[tuple[float, list[dict]]], plain_us: float
-                      ) -> tuple[float, float]:
-    """(a, b): the profiler's cost inside one kernel event of a node with n inputs, a + b*n us,
-    fitted on the profiled ``_cost_model`` runs (per input count the mean of the faster half
-    of its events: preempted ones dropped; it also takes out the profiler's truncation of
-    durations to whole microseconds), less the unprofiled run's time per node
-    (``plain_us``)."""
+def _profiler_cost_us(runs: list[tuple[float, list[dict]]],
+                      plain_us: dict[tuple[int, int], float]) -> tuple[float, float, float]:
+    """(a, b): the profiler's cost inside the kernel event of a node with n inputs, a + b*n us:
+    the line through what a ``Sum`` of n inputs' event reads (per input count, the mean of its
+    events below their 80th percentile: preempted ones dropped; durations are whole
+    microseconds, truncated as the model's are), less the line through what one such node
+    costs unprofiled, fitted as run time = F + length * (p0 + p1 * n) over the plain chains
+    (``plain_us``: median us per (n, length)), so the run's fixed cost F is not spread over
+    its nodes."""
     by_inputs: dict[int, list[float]] = defaultdict(list)
     for _, evs in runs:
         for e in evs:
             by_inputs[len(e["args"].get("input_type_shape", []))].append(float(e["dur"]))
     ks = sorted(by_inputs)
-    means = [float(np.mean(sorted(by_inputs[k])[:max(1, len(by_inputs[k]) // 2)]))
-             for k in ks]
-    b, a = np.polyfit(np.asarray(ks, float), np.asarray(means), 1)
-    return float(a) - plain_us / (9 * COST_CHAINS), float(max(b, 0.0))
+    means = []
+    for k in ks:
+        xs = np.sort(np.asarray(by_inputs[k]))
+        means.append(float(np.mean(xs[:max(1, int(0.8 * len(xs)))])))
+    r1, r0 = np.polyfit(np.asarray(ks, float), np.asarray(means), 1)
+    keys = sorted(plain_us)
+    design = np.asarray([[1.0, n, n * k] for k, n in keys])
+    (call, p0, p1), *_ = np.linalg.lstsq(design, np.asarray([plain_us[key] for key in keys]),
+                                      rcond=None)
+
+    return float(r0 - p0), float(max(r1 - p1, 0.0)), float(call)
 
 
 __all__ = ["OrtQdqBackend", "SESSION_CONFIG"]
