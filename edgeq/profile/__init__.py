@@ -11,16 +11,18 @@ What each target measures (``source``):
   hooks on QEMU's MPS2 boards, from SysTick under ``-icount`` (exact and identical from run to
   run; QEMU is not cycle-accurate, so no time is claimed);
 - ``npu-sim``: ``simulated``: the simulator's per-layer cycles (``npu_sim.json``);
-- ``ort``: ``measured``: ONNX Runtime's profiler (wall time, us: ``wall_us``), its kernel
-  events mapped back to edgeq nodes through ORT's fusions and inserted layout nodes, less the
-  profiler's own per-event cost; total: the same session without the profiler;
+- ``ort``: ``measured``: ONNX Runtime's profiler (wall time, us: ``wall_us``) on the
+  artifact's integer graph (its float input quantize and output dequantize cut off), its
+  kernel events mapped back to edgeq nodes through ORT's fusions and inserted layout nodes,
+  less the profiler's own per-event cost; total: the same session without the profiler, less
+  one run call's fixed cost;
 - ``tflite``: ``measured``: thread CPU time of each node alone as a sub-model on LiteRT's
   default kernels (XNNPACK, one thread) against the whole model's;
 - ``tvm``: ``measured``: thread CPU time of each compiled call of the Relax VM (its
   instrument hook), each call owned by one edgeq node; total: the VM without the hook.
 
-Host runtimes say how they measured (``method``); time of no edgeq node (ORT's input
-quantization and output dequantization) is ``unattributed``, outside the coverage.
+Host runtimes say how they measured (``method``); time of runtime nodes of no edgeq node is
+``unattributed``, outside the coverage.
 
 Per target: ``total`` (the whole inference, measured by the same clock), per layer ``median``,
 ``p90``, ``runs``, ``macs``, ``bytes`` (activation bytes written), ``share`` of the total, and
