@@ -2,6 +2,7 @@
 activations). MACs: ``out_elems * K``.
 
 Gemm (alpha folded into the weight, beta*C into the bias) and MatMul with a constant 2-D weight
+(and an optional constant bias of N values, its third input: ``passes/fold_matmul_bias.py``)
 both become QGemm: ``x (..., K)``, ``w (N, K)`` int8 per output channel, bias (N,) int32,
 per-channel rescale on the last axis. QMatMul: ``acc = (a - a_zp) @ (b - b_zp)``,
 ``M = s_a s_b / s_y`` (docs/numerics.md).
@@ -95,8 +96,11 @@ def gemm(a: Attrs, x, w, c=None):
 
 
 @kernel("MatMul")
-def matmul(a: Attrs, x, w):
-    return (apply_activation(np.matmul(x, w), a),)
+def matmul(a: Attrs, x, w, b=None):
+    y = np.matmul(x, w)
+    if b is not None:
+        y = y + b
+    return (apply_activation(y, a),)
 
 
 @kernel("QGemm")
@@ -138,6 +142,9 @@ def _matmul_check(node: Node) -> str | None:
         return "a constant left operand is not supported"
     if node.inputs[1].is_const and node.inputs[1].const.ndim != 2:
         return "constant weights must be 2-D"
+    if len(node.inputs) > 2 and node.inputs[2] is not None and not (
+            node.inputs[1].is_const and node.inputs[2].is_const):
+        return "a bias needs constant weights and is itself constant"
     return None
 
 
@@ -154,7 +161,7 @@ def _gemm_weight(node: Node) -> np.ndarray:
 def _quantize_gemm(cv: Converter, node: Node) -> None:
     if node.op == "MatMul" and not node.inputs[1].is_const:
         return _quantize_matmul_activations(cv, node)
-    bias = node.const_input(2) if node.op == "Gemm" else None
+    bias = node.const_input(2)  # Gemm's C, or a MatMul's folded bias
     if bias is not None:
         node_b = (bias.astype(np.float64) * node.attrs.get("beta", 1.0)).reshape(-1)
     view = Node(node.op, node.name, [node.inputs[0],

@@ -294,6 +294,9 @@ def check_node(node: Node, what: str) -> None:
                                                     f"to [{m}, {n}]")
     if op in ("MatMul", "QMatMul"):
         need(rank >= 1 and len(shapes[1]) >= 1, "inputs must have rank 1 or more")
+    if op == "MatMul" and len(shapes) > 2:  # a folded bias: one value per output column
+        need(len(shapes[1]) == 2 and shapes[2] == (shapes[1][1],),
+             f"bias {list(shapes[2])} must be [{shapes[1][-1]}] for weight {list(shapes[1])}")
     if op == "QAdd":
         if a.get("flavor") == "tflite":
             for k in ("a_shift", "b_shift", "multiplier"):

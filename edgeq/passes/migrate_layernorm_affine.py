@@ -6,9 +6,10 @@ Suppression). For each reader ``y = n' @ W + c`` with ``n' = n * gamma + beta``:
     y = n @ (diag(gamma) W) + (beta @ W + c)
 
 Readers are MatMul with a constant 2-D weight, or Gemm (transA = 0) with a constant weight. A
-MatMul without a bias gets its new bias folded into a following ``Add`` of a constant, or a new
-``Add``. Exact in real arithmetic. Refused (and logged) when any reader is not such a linear
-layer, e.g. a residual Add, since it would then see un-scaled values.
+MatMul's new bias is added to its own (a bias ``fold_matmul_bias`` folded into it), else folded
+into a following ``Add`` of a constant, or a new ``Add``. Exact in real arithmetic. Refused (and
+logged) when any reader is not such a linear layer, e.g. a residual Add, since it would then see
+un-scaled values.
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ def _rewrite_reader(graph: Graph, r: Node, w: np.ndarray, g: np.ndarray, b: np.n
         graph.set_input(r, 1, graph.add_const(f"{r.name}/weight_ln", new_w.astype(dt)))
         return
     graph.set_input(r, 1, graph.add_const(f"{r.name}/weight_ln", new_w.astype(dt)))
+    own = r.const_input(2)  # a bias already folded into the MatMul
+    if own is not None:
+        graph.set_input(r, 2, graph.add_const(f"{r.name}/bias_ln",
+                                              (own.astype(np.float64) + extra).astype(dt)))
+        return
     y = r.outputs[0]
     users = y.users()
     add = users[0] if len(users) == 1 and users[0].op == "Add" and y not in graph.outputs else None

@@ -18,6 +18,7 @@ from edgeq.passes import log as pass_log
 from edgeq.passes.constant_folding import fold_constants
 from edgeq.passes.dead_code import eliminate_dead_code
 from edgeq.passes.fold_batchnorm import fold_batchnorm, fold_channel_affine
+from edgeq.passes.fold_matmul_bias import fold_matmul_bias
 from edgeq.passes.fuse_activation import fuse_activation
 from edgeq.passes.migrate_layernorm_affine import migrate_layernorm_affine
 from edgeq.passes.remove_identity import remove_identity
@@ -32,6 +33,7 @@ FLOAT_PASSES: list[tuple[str, Pass]] = [
     ("fold_batchnorm", fold_batchnorm),
     ("fold_channel_affine", fold_channel_affine),
     ("migrate_layernorm_affine", migrate_layernorm_affine),
+    ("fold_matmul_bias", fold_matmul_bias),
     ("fuse_activation", fuse_activation),
     ("dead_code_elimination", eliminate_dead_code),
 ]
