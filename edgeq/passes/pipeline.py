@@ -20,6 +20,7 @@ from edgeq.passes.dead_code import eliminate_dead_code
 from edgeq.passes.fold_batchnorm import fold_batchnorm, fold_channel_affine
 from edgeq.passes.fold_matmul_bias import fold_matmul_bias
 from edgeq.passes.fuse_activation import fuse_activation
+from edgeq.passes.fuse_gelu import fuse_gelu
 from edgeq.passes.migrate_layernorm_affine import migrate_layernorm_affine
 from edgeq.passes.remove_identity import remove_identity
 from edgeq.passes.shape_inference import infer_shapes
@@ -30,6 +31,7 @@ FLOAT_PASSES: list[tuple[str, Pass]] = [
     ("constant_folding", fold_constants),
     ("shape_inference", infer_shapes),
     ("remove_identity", remove_identity),
+    ("fuse_gelu", fuse_gelu),
     ("fold_batchnorm", fold_batchnorm),
     ("fold_channel_affine", fold_channel_affine),
     ("migrate_layernorm_affine", migrate_layernorm_affine),
