@@ -63,12 +63,13 @@ def vela_path() -> str:
     return cand if os.path.exists(cand) else shutil.which("vela") or ""
 
 
-def quantized(name: str, info: dict, models_dir: str, work: str):
-    """The zoo model quantized as the Ethos-U backend does (cached in ``work``)."""
+def quantized(name: str, info: dict, models_dir: str, work: str, reuse: bool):
+    """The zoo model quantized as the Ethos-U backend does (saved in ``work``; read back from
+    there with ``--reuse`` only, since it changes whenever edgeq's passes do)."""
     from edgeq import api
 
     path = os.path.join(work, f"{name}.eqm")
-    if os.path.exists(path):
+    if reuse and os.path.exists(path):
         return api.load(path)
     from tools.bench_quant import setup
 
@@ -197,9 +198,11 @@ def bench(args) -> dict[str, Any]:
     share_in = share_all = 0
     worst: list[tuple[float, str, str, Group]] = []
     for name in args.models:
-        g = quantized(name, info[name], models_dir, args.work)
+        g = quantized(name, info[name], models_dir, args.work, args.reuse)
         mdir = os.path.join(args.work, name)
         os.makedirs(mdir, exist_ok=True)
+        if not args.reuse and os.path.exists(os.path.join(mdir, "model.tflite")):
+            os.remove(os.path.join(mdir, "model.tflite"))  # write_tflite keeps an existing one
         tfl = write_tflite(g, mdir)
         for npu in args.npu:
             target = load_target(npu)
