@@ -1,5 +1,6 @@
-"""``edgeq profile`` on the host runtimes (ORT, LiteRT, TVM): per-layer times keyed by edgeq's
-node names that add up to the whole inference, each target saying its clock and method.
+"""``edgeq profile`` on the host runtimes (ORT, LiteRT, TVM, and on the zoo the C library):
+per-layer times keyed by edgeq's node names that add up to the whole inference, each target
+saying its clock and method.
 
 The bound is the issue's: the sum of layer medians within +-15% of the median total, and the
 named layers' coverage above 0.85. Measured on this shared 2-core machine (wall and CPU times
@@ -12,6 +13,7 @@ tflite 0.90-1.01, tvm 0.91-1.09. A profile out of bounds is taken once more befo
 from __future__ import annotations
 
 import importlib.util
+import shutil
 
 import numpy as np
 import pytest
@@ -22,7 +24,8 @@ from tests.helpers import ZOO, float_and_data, run_cli, small_cnn
 pytestmark = pytest.mark.backend
 
 RUNTIMES = {"ort": "onnxruntime", "tflite": "ai_edge_litert", "tvm": "tvm"}
-BOUNDS = {"ort": (0.85, 1.15), "tflite": (0.85, 1.15), "tvm": (0.85, 1.15)}
+BOUNDS = {"ort": (0.85, 1.15), "tflite": (0.85, 1.15), "tvm": (0.85, 1.15),
+          "c": (0.85, 1.15)}
 # Not met: ORT's profiler on the zoo transformer block (53 kernel events in a 120-190 us
 # inference) costs 2-5 us inside every event, more than most of its kernels; less that cost
 # (measured on trivial nodes) the per-layer sum reads 0.90-1.21 of the inference in this file
@@ -124,6 +127,10 @@ def test_zoo_model_on_every_runtime(name, zoo_dir, tmp_path):
     targets = _available()
     if not targets:
         pytest.skip("none of onnxruntime, ai_edge_litert, tvm is importable")
+    if shutil.which("gcc"):  # the generated C library too, timed by its compiled-in hooks
+        targets.append("c")
+    else:
+        print("profile tests: c skipped, no gcc")
     fg, cal = float_and_data(name, zoo_dir, n=8)
     export(fg, cal, targets, str(tmp_path), {"eval_samples": 2})
     prof = _profile(tmp_path, targets, name)

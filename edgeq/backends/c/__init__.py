@@ -212,7 +212,11 @@ class CBackend(Backend):
         q = quantize_feeds(artifact.graph, feeds)
         blob = b"".join(np.ascontiguousarray(q[v.name]).tobytes() for v in artifact.graph.inputs)
         _, out = self._execute(exe, blob, icount=True)
-        return _parse_profile(out, runs, artifact.path, *self._profile_unit())
+        raw = _parse_profile(out, runs, artifact.path, *self._profile_unit())
+        raw["method"] = (f"hooks compiled in with -DEDGEQ_PROFILE read the profile clock "
+                         f"({raw['unit']}, {raw['source']}) around each layer's call and the "
+                         f"whole inference, in the same run")
+        return raw
 
     def _profile_unit(self) -> tuple[str, str, float]:
         """(unit, source, counts per unit) of the profile clock."""
