@@ -238,8 +238,31 @@ def _last_axis_mean(n: Node) -> bool:
         bool(n.attrs.get("keepdims", 1))
 
 
+def _second_last_axis_mean(n: Node) -> bool:
+    rank = len(n.inputs[0].shape)
+    axes = n.attrs.get("axes")
+    return rank >= 2 and axes is not None and [a % rank for a in axes] == [rank - 2]
+
+
 @lowering("QAveragePool", "QGlobalAveragePool", "QReduceMean")
 def _average(b: Builder, n: Node) -> None:
+    if n.op == "QReduceMean" and _second_last_axis_mean(n):
+        # a mean over the second-last axis (a transformer's mean over its tokens) as ones at
+        # scale 1/K times the input, fused into QLinearMatMul likewise (uint8 ones: ORT's
+        # integer MatMul takes a uint8 left operand)
+        x, v = n.inputs[0], n.outputs[0]
+        k = x.shape[-2]
+        ones = b.dq_weight(f"{n.name}/ones", np.ones((1, k), np.uint8), [1.0 / k], 0)
+        y = b.activation(b.node("MatMul", [ones, b.dq(x)], n.name), n)
+        if n.attrs.get("keepdims", 1):
+            b.q(y, v)
+            return
+        ys = b.const(f"{v.name}/scale", np.float32(v.qparams.scale[0]))
+        yz = b.const(f"{v.name}/zp", b.zp_array(v, v.qparams.zero_point[0]))
+        yq = b.node("QuantizeLinear", [y, ys, yz], f"{v.name}/q_rows")
+        b.nodes.append(b.h.make_node("Reshape", [yq, b.const(f"{n.name}/shape", np.asarray(
+            v.shape, np.int64))], [v.name], name=f"{n.name}/squeeze"))
+        return
     if n.op == "QReduceMean" and _last_axis_mean(n):
         # a mean over the last axis (a LayerNorm's mean and variance) as a MatMul with ones at
         # scale 1/K: ORT fuses it into its integer QLinearMatMul, where a float ReduceMean
