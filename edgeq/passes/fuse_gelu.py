@@ -93,7 +93,7 @@ def _match(graph: Graph, erf: Node) -> tuple[Value, list[Node], Value] | None:
 def fuse_gelu(graph: Graph) -> bool:
     changed = False
     for erf in list(graph.nodes):
-        if erf.op != "Erf" or erf not in graph.nodes:
+        if erf.op != "Erf":
             continue
         got = _match(graph, erf)
         if got is None:

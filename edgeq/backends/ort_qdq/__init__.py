@@ -29,8 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgeq.backends.base import (Artifact, Backend, Checks, Feeds, NodeRunner, Refusal,
-                                 activation_inputs)
-from edgeq.backends.ort_qdq.lower import (LOWER, SESSION_CONFIG, U8_SHIFT, Builder,
+                                 activation_inputs, second_of_two)
+from edgeq.backends.ort_qdq.lower import (LOWER, SESSION_CONFIG, Builder, _stored,
                                          lower_graph, supports)
 from edgeq.ir.graph import EdgeqError, Graph, Node
 from edgeq.quant.pipeline import quantize_feeds
@@ -125,9 +125,9 @@ class OrtQdqBackend(Backend):
                         sess.run(None, cost_feeds)
                         if k >= warmup:
                             cost_times[key].append((time.perf_counter_ns() - t0) / 1e3)
-                dt = _second_of_two(lambda: plain.run(None, int_feeds))
-                _second_of_two(lambda: prof.run(None, int_feeds))
-                dw = _second_of_two(lambda: whole.run(wanted, feeds))
+                dt = second_of_two(lambda: plain.run(None, int_feeds), time.perf_counter_ns) / 1e3
+                second_of_two(lambda: prof.run(None, int_feeds), time.perf_counter_ns)
+                dw = second_of_two(lambda: whole.run(wanted, feeds), time.perf_counter_ns) / 1e3
                 if k >= warmup:
                     totals.append(dt)
                     whole_totals.append(dw)
@@ -223,10 +223,10 @@ def integer_core(graph: Graph, model: bytes, feeds: Feeds
     """The artifact cut to its integer graph: the float inputs' ``QuantizeLinear`` and the
     outputs' ``DequantizeLinear`` (and their integer twins, ``name_q``) removed, every other
     node as the file holds it. Its inputs are the quantized inputs and its outputs the integer
-    outputs, in the artifact's stored types (int8 as uint8, ``U8_SHIFT``). Returns the model,
+    outputs, in the artifact's stored types (int8 as uint8, ``lower._stored``). Returns the model,
     ``feeds`` quantized and stored so, and the names of the nodes cut."""
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import helper
 
     m = onnx.load_from_string(model)
     g = m.graph
@@ -239,12 +239,9 @@ def integer_core(graph: Graph, model: bytes, feeds: Feeds
         if q is None or q.op_type != "QuantizeLinear":
             raise EdgeqError(f"the ORT artifact has no QuantizeLinear '{v.name}/q' for input "
                              f"'{v.name}': re-export it")
-        stored = inits[q.input[2]].data_type
-        inputs.append(helper.make_tensor_value_info(q.output[0], stored, list(v.shape)))
-        x = ints[v.name]
-        if stored == TensorProto.UINT8 and x.dtype == np.int8:
-            x = (x.astype(np.int16) + U8_SHIFT).astype(np.uint8)
-        int_feeds[q.output[0]] = x
+        inputs.append(helper.make_tensor_value_info(q.output[0], inits[q.input[2]].data_type,
+                                                    list(v.shape)))
+        int_feeds[q.output[0]] = _stored(v, ints[v.name])
     for v in graph.outputs:
         dq = by_name.get(f"{v.name}/dq_out")
         if dq is None or dq.op_type != "DequantizeLinear":
@@ -362,14 +359,6 @@ def _derived(name: str, owners: dict[str, str | None]) -> bool:
     return False
 
 
-def _second_of_two(run) -> float:
-    """``run()`` twice; the second's wall time, us."""
-    run()
-    t0 = time.perf_counter_ns()
-    run()
-    return (time.perf_counter_ns() - t0) / 1e3
-
-
 def _run_events(trace_path: str, warmup: int) -> list[tuple[float, list[dict]]]:
     """(model_run us, its "Node" kernel events) per run after ``warmup``, from the trace."""
     with open(trace_path) as f:
@@ -425,13 +414,14 @@ def _cost_models(folder: str):
 
 def _profiler_cost_us(runs: list[tuple[float, list[dict]]],
                       plain_us: dict[tuple[int, int], float]) -> tuple[float, float, float]:
-    """(a, b): the profiler's cost inside the kernel event of a node with n inputs, a + b*n us:
+    """(a, b, F): the profiler's cost inside the kernel event of a node with n inputs, a + b*n
+    us:
     the line through what a ``Sum`` of n inputs' event reads (per input count, the mean of its
     events below their 80th percentile: preempted ones dropped; durations are whole
     microseconds, truncated as the model's are), less the line through what one such node
     costs unprofiled, fitted as run time = F + length * (p0 + p1 * n) over the plain chains
     (``plain_us``: median us per (n, length)), so the run's fixed cost F is not spread over
-    its nodes."""
+    its nodes, and F is returned as one run call's fixed cost."""
     by_inputs: dict[int, list[float]] = defaultdict(list)
     for _, evs in runs:
         for e in evs:
@@ -446,7 +436,6 @@ def _profiler_cost_us(runs: list[tuple[float, list[dict]]],
     design = np.asarray([[1.0, n, n * k] for k, n in keys])
     (call, p0, p1), *_ = np.linalg.lstsq(design, np.asarray([plain_us[key] for key in keys]),
                                       rcond=None)
-
     return float(r0 - p0), float(max(r1 - p1, 0.0)), float(call)
 
 

@@ -115,6 +115,16 @@ class Builder:
         self.nodes.append(self.h.make_node("QuantizeLinear", [float_name, s, z], [v.name],
                                            name=f"{v.name}/q"))
 
+    def q_reshaped(self, float_name: str, v: Value, q_base: str, shape_base: str,
+                   reshape_name: str) -> None:
+        """QuantizeLinear to ``v``'s parameters, then an integer Reshape into ``v``'s own name
+        and shape: for an op computed on another view of ``v`` (a 2-D Gemm, a kept axis)."""
+        s = self.const(f"{v.name}/scale", np.float32(v.qparams.scale[0]))
+        z = self.const(f"{v.name}/zp", self.zp_array(v, v.qparams.zero_point[0]))
+        yq = self.node("QuantizeLinear", [float_name, s, z], q_base)
+        self.nodes.append(self.h.make_node("Reshape", [yq, self.const(shape_base, np.asarray(
+            v.shape, np.int64))], [v.name], name=reshape_name))
+
     def dq_weight(self, base: str, q: np.ndarray, scales, axis: int) -> str:
         s = self.const(f"{base}/scale", np.asarray(scales, np.float32))
         z = self.const(f"{base}/zp", np.zeros(len(scales), q.dtype))
@@ -182,12 +192,8 @@ def _gemm(b: Builder, n: Node) -> None:
     y = b.activation(b.node("Gemm", [xf, wf, _bias(b, n, x, w)], n.name, transB=1), n)
     if len(x.shape) == 2:
         b.q(y, v)
-        return
-    ys = b.const(f"{v.name}/scale", np.float32(v.qparams.scale[0]))
-    yz = b.const(f"{v.name}/zp", b.zp_array(v, v.qparams.zero_point[0]))
-    yq = b.node("QuantizeLinear", [y, ys, yz], f"{v.name}/q2d")
-    b.nodes.append(b.h.make_node("Reshape", [yq, b.const(f"{n.name}/unflat", np.asarray(
-        v.shape, np.int64))], [v.name], name=f"{n.name}/unflatten"))
+    else:
+        b.q_reshaped(y, v, f"{v.name}/q2d", f"{n.name}/unflat", f"{n.name}/unflatten")
 
 
 @lowering("QMatMul")
@@ -231,22 +237,19 @@ def _requantize(b: Builder, n: Node) -> None:
     b.q(b.activation(b.dq(n.inputs[0]), n), n.outputs[0])
 
 
-def _last_axis_mean(n: Node) -> bool:
+def _mean_axis(n: Node) -> int | None:
+    """The one axis a QReduceMean reduces, counted from the end (1: the last), if one."""
     rank = len(n.inputs[0].shape)
     axes = n.attrs.get("axes")
-    return rank >= 2 and axes is not None and [a % rank for a in axes] == [rank - 1] and \
-        bool(n.attrs.get("keepdims", 1))
-
-
-def _second_last_axis_mean(n: Node) -> bool:
-    rank = len(n.inputs[0].shape)
-    axes = n.attrs.get("axes")
-    return rank >= 2 and axes is not None and [a % rank for a in axes] == [rank - 2]
+    if n.op != "QReduceMean" or rank < 2 or axes is None or len(axes) != 1:
+        return None
+    return rank - axes[0] % rank
 
 
 @lowering("QAveragePool", "QGlobalAveragePool", "QReduceMean")
 def _average(b: Builder, n: Node) -> None:
-    if n.op == "QReduceMean" and _second_last_axis_mean(n):
+    from_end = _mean_axis(n)
+    if from_end == 2:
         # a mean over the second-last axis (a transformer's mean over its tokens) as ones at
         # scale 1/K times the input, fused into QLinearMatMul likewise (uint8 ones: ORT's
         # integer MatMul takes a uint8 left operand)
@@ -256,14 +259,10 @@ def _average(b: Builder, n: Node) -> None:
         y = b.activation(b.node("MatMul", [ones, b.dq(x)], n.name), n)
         if n.attrs.get("keepdims", 1):
             b.q(y, v)
-            return
-        ys = b.const(f"{v.name}/scale", np.float32(v.qparams.scale[0]))
-        yz = b.const(f"{v.name}/zp", b.zp_array(v, v.qparams.zero_point[0]))
-        yq = b.node("QuantizeLinear", [y, ys, yz], f"{v.name}/q_rows")
-        b.nodes.append(b.h.make_node("Reshape", [yq, b.const(f"{n.name}/shape", np.asarray(
-            v.shape, np.int64))], [v.name], name=f"{n.name}/squeeze"))
+        else:
+            b.q_reshaped(y, v, f"{v.name}/q_rows", f"{n.name}/shape", f"{n.name}/squeeze")
         return
-    if n.op == "QReduceMean" and _last_axis_mean(n):
+    if from_end == 1 and n.attrs.get("keepdims", 1):
         # a mean over the last axis (a LayerNorm's mean and variance) as a MatMul with ones at
         # scale 1/K: ORT fuses it into its integer QLinearMatMul, where a float ReduceMean
         # kept a DequantizeLinear and a QuantizeLinear around it (the zoo transformer block:

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from edgeq.backends.base import (Artifact, Backend, Checks, Feeds, NodeRunner, Refusal,
-                                 load_integer_model, median_ms, single_node_graph)
+                                 load_integer_model, median_ms, second_of_two,
+                                 single_node_graph)
 from edgeq.backends.tflite.lower import fallback_nodes, lower_graph, nhwc_values, supports
 from edgeq.ir.graph import DType, EdgeqError, Graph, Node, QParams, TensorType
 from edgeq.numerics.dyadic import effective_scale_f32, quantize_multiplier
@@ -116,17 +117,6 @@ def _invoke_cost_model(like: Graph):
     return interp
 
 
-def _second_of_two(interp) -> int:
-    """``interp.invoke()`` twice; the second's thread CPU time, ns. Timed so, every layer's
-    sub-model, the invoke-cost model and the whole model are each warm (the first invoke
-    warms its own data after the other interpreters ran): on digits_cnn the sum of layers
-    over the total read 0.90-0.96 over 8 profiles so, and 0.92-1.42 timing first invokes."""
-    interp.invoke()
-    t0 = time.thread_time_ns()
-    interp.invoke()
-    return time.thread_time_ns() - t0
-
-
 def _set_inputs(interp, arrays: list[np.ndarray]) -> None:
     for d, a in zip(interp.get_input_details(), arrays):
         interp.set_tensor(d["index"], a)
@@ -213,16 +203,17 @@ class TfliteBackend(_TfliteFile):
         layer's inputs as the integer interpreter computes them, ``invoke()`` timed with
         ``time.thread_time_ns`` (XNNPACK runs in the calling thread with one thread). The
         total of a run is the whole model's ``invoke()`` on the same kernels, timed the same
-        way; each run times the whole model, then every layer, so both see the same load, and
-        every interpreter is timed warm, in the second of two invokes back to back
-        (``_second_of_two``). Each sub-model pays once what the whole model pays once per
-        inference (the Python call, the interpreter's and the delegate's entry: ~0.9-1.7 us
-        measured, the time of a small layer), so that cost, the median ``invoke()`` of a
-        model holding one int8 RESHAPE of 4 bytes (``invoke_cost_ns``), timed the same way
-        just before each sub-model, is subtracted from every layer (0 at least), and once from
-        the whole model's time, as ORT's run call is (so a 10 us inference is not judged with
-        the 1 us entry no layer holds). A node the writer cannot take alone is listed in
-        ``not_timed`` (0 ns)."""
+        way; each run times the whole model, then every layer, so both see the same load,
+        and every interpreter is timed warm, in the second of two invokes back to back
+        (``second_of_two``: on digits_cnn the layers over the total read 0.90-0.96 over 8
+        profiles so, and 0.92-1.42 timing first invokes). Each sub-model pays once what the
+        whole model pays once per inference (the Python call, the interpreter's and the
+        delegate's entry: ~0.9-1.7 us measured, the time of a small layer), so that cost,
+        the median ``invoke()`` of a model holding one int8 RESHAPE of 4 bytes
+        (``invoke_cost_ns``), timed the same way just before each sub-model, is subtracted
+        from every layer (0 at least), and once from the whole model's time, as ORT's run
+        call is (so a 10 us inference is not judged with the 1 us entry no layer holds). A
+        node the writer cannot take alone is listed in ``not_timed`` (0 ns)."""
         graph = artifact.graph
         env = run_graph(graph, quantize_feeds(graph, feeds), keep=True)
         nhwc = nhwc_values(graph)
@@ -243,7 +234,7 @@ class TfliteBackend(_TfliteFile):
         floor = _invoke_cost_model(graph)
         per_run, totals, floors = [], [], []
         for k in range(warmup + runs):
-            total = _second_of_two(whole)
+            total = second_of_two(whole.invoke, time.thread_time_ns)
             row = []
             for interp in subs:
                 if interp is None:
@@ -251,8 +242,8 @@ class TfliteBackend(_TfliteFile):
                     continue
                 # the invoke cost in the state each sub-model is timed in: warm, right after
                 # a first invoke of the same interpreter
-                floors.append(_second_of_two(floor))
-                row.append(_second_of_two(interp))
+                floors.append(second_of_two(floor.invoke, time.thread_time_ns))
+                row.append(second_of_two(interp.invoke, time.thread_time_ns))
             if k >= warmup:
                 totals.append(total)
                 per_run.append(row)
